@@ -1,0 +1,194 @@
+"""Zen-NAS structure strings as data: parse and print them (no torch needed).
+
+A structure string is a run of blocks written back to back as `Name(int,int,...)`, e.g.
+
+    SuperConvK3BNRELU(3,64,2,1)SuperResIDWE2K7(64,48,2,48,1)...SuperConvK1BNRELU(32,2048,1,1)
+
+Block grammar (REFERENCE §2.3):
+    SuperConvK{k}BNRELU(in,out,stride,L)
+    SuperResIDWE{e}K{k}(in,out,stride,bottleneck,L)   inverted-residual pairs, expansion e
+    SuperResK1K{k}K1(in,out,stride,bottleneck,L)      bottleneck pairs
+    SuperResK{k1}K{k2}(in,out,stride,bottleneck,L)    basic-block pairs
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from fer_core.models.syntax import ArchitectureSyntaxError
+
+# kind → (name pattern, field names). Order matters: K1K{k}K1 before K{k1}K{k2}.
+BLOCK_KINDS: dict[str, tuple[re.Pattern[str], tuple[str, ...]]] = {
+    "conv": (re.compile(r"SuperConvK(?P<k>\d+)BNRELU"), ("in", "out", "stride", "layers")),
+    "idw": (
+        re.compile(r"SuperResIDWE(?P<e>\d+)K(?P<k>\d+)"),
+        ("in", "out", "stride", "bottleneck", "layers"),
+    ),
+    "k1kxk1": (
+        re.compile(r"SuperResK1K(?P<k>\d+)K1"),
+        ("in", "out", "stride", "bottleneck", "layers"),
+    ),
+    "kxkx": (
+        re.compile(r"SuperResK(?P<k>\d+)K(?P<k2>\d+)"),
+        ("in", "out", "stride", "bottleneck", "layers"),
+    ),
+}
+
+_BLOCK = re.compile(r"\s*(?P<name>[A-Za-z][A-Za-z0-9]*)\((?P<args>[^()]*)\)\s*")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    kind: str
+    name: str
+    c_in: int
+    c_out: int
+    stride: int
+    layers: int
+    kernel: int
+    kernel2: int = 0  # second kernel of SuperResK{k1}K{k2}
+    expansion: int = 1  # IDW only
+    bottleneck: int = 0  # residual blocks only
+
+    def to_text(self) -> str:
+        if self.kind == "conv":
+            return f"{self.name}({self.c_in},{self.c_out},{self.stride},{self.layers})"
+        return (
+            f"{self.name}({self.c_in},{self.c_out},{self.stride},{self.bottleneck},{self.layers})"
+        )
+
+
+@dataclass(frozen=True)
+class Structure:
+    blocks: tuple[BlockSpec, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Structure:
+        return cls(tuple(_parse(text)))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Structure:
+        path = Path(path)
+        text = path.read_text()
+        try:
+            return cls.parse(text)
+        except ArchitectureSyntaxError as err:
+            raise ArchitectureSyntaxError(
+                f"structure file {path}", err.text, err.position, err.detail
+            ) from None
+
+    def to_text(self) -> str:
+        return "".join(b.to_text() for b in self.blocks)
+
+    @property
+    def out_channels(self) -> int:
+        return self.blocks[-1].c_out
+
+    def with_in_chans(self, in_chans: int) -> Structure:
+        first = replace(self.blocks[0], c_in=in_chans)
+        return Structure((first, *self.blocks[1:]))
+
+
+def _parse(text: str) -> list[BlockSpec]:
+    def fail(pos: int, message: str, length: int = 1) -> ArchitectureSyntaxError:
+        return ArchitectureSyntaxError("structure string", text, pos, message, length)
+
+    blocks: list[BlockSpec] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _BLOCK.match(text, pos)
+        if match is None:
+            start = pos + len(text[pos:]) - len(text[pos:].lstrip())
+            raise fail(start, "expected a block written as Name(int,int,...)")
+        name, name_pos = match["name"], match.start("name")
+        found = _block_kind(name)
+        if found is None:
+            raise fail(
+                name_pos,
+                f"unknown block {name!r}; expected SuperConvK{{k}}BNRELU, SuperResIDWE{{e}}K{{k}}, "
+                "SuperResK1K{k}K1 or SuperResK{k1}K{k2}",
+                len(name),
+            )
+        kind, fields, head = found
+        values = _ints(match["args"], match.start("args"), fail)
+        if len(values) != len(fields):
+            raise fail(
+                match.start("args"),
+                f"{name} takes {len(fields)} integers ({','.join(fields)}), got {len(values)}",
+                max(1, len(match["args"])),
+            )
+        args = dict(zip(fields, values, strict=True))
+        spec = BlockSpec(
+            kind=kind,
+            name=name,
+            c_in=args["in"],
+            c_out=args["out"],
+            stride=args["stride"],
+            layers=args["layers"],
+            kernel=int(head["k"]),
+            kernel2=int(head.groupdict().get("k2") or 0),
+            expansion=int(head.groupdict().get("e") or 1),
+            bottleneck=args.get("bottleneck", 0),
+        )
+        problem = _check(spec, blocks[-1] if blocks else None)
+        if problem:
+            raise fail(match.start("name"), f"{name}: {problem}", match.end() - match.start())
+        blocks.append(spec)
+        pos = match.end()
+    if not blocks:
+        raise fail(0, "the structure string is empty")
+    return blocks
+
+
+def _block_kind(name: str) -> tuple[str, tuple[str, ...], re.Match[str]] | None:
+    for kind, (pattern, fields) in BLOCK_KINDS.items():
+        head = pattern.fullmatch(name)
+        if head:
+            return kind, fields, head
+    return None
+
+
+def _ints(args: str, offset: int, fail) -> list[int]:
+    values = []
+    pos = offset
+    for token in args.split(","):
+        stripped = token.strip()
+        start = pos + len(token) - len(token.lstrip())
+        if not re.fullmatch(r"\d+", stripped):
+            raise fail(
+                start, f"expected a non-negative integer, got {stripped!r}", max(1, len(stripped))
+            )
+        values.append(int(stripped))
+        pos += len(token) + 1
+    return values
+
+
+def _check(spec: BlockSpec, previous: BlockSpec | None) -> str | None:
+    if previous is not None and spec.c_in != previous.c_out:
+        return (
+            f"input channels {spec.c_in} do not match the previous block's output {previous.c_out}"
+        )
+    if min(spec.c_in, spec.c_out, spec.layers, spec.stride) < 1:
+        return "channels, stride and layer count must be at least 1"
+    if spec.kind != "conv" and spec.bottleneck < 1:
+        return "bottleneck channels must be at least 1"
+    for k in (spec.kernel, spec.kernel2 or 1):
+        if k % 2 == 0:
+            return f"kernel sizes must be odd, got {k}"
+    return None
+
+
+# Searched backbones (REFERENCE §2.3).
+ZENNET_M = (
+    "SuperConvK3BNRELU(3,64,2,1)SuperResIDWE2K7(64,48,2,48,1)SuperResIDWE2K7(48,80,2,80,1)"
+    "SuperResIDWE2K7(80,96,2,96,3)SuperResIDWE2K7(96,96,1,96,3)SuperResIDWE6K7(96,32,2,40,4)"
+    "SuperConvK1BNRELU(32,2048,1,1)"
+)
+ZENNET_R = (
+    "SuperConvK3BNRELU(3,8,1,1)SuperResK1K3K1(8,8,1,8,1)SuperResK1K5K1(8,32,2,8,1)"
+    "SuperResK1K7K1(32,160,2,8,1)SuperResK1K7K1(160,256,2,16,5)SuperConvK1BNRELU(256,192,1,1)"
+)

@@ -1,0 +1,38 @@
+"""The project's own rules: lint, one OpenCV, the dependencies the design names, and the
+README's test command being the one CI runs."""
+
+import importlib.metadata as md
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_ruff_is_clean():
+    subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], check=True)
+
+
+def test_exactly_one_opencv_distribution():
+    installed = {d.metadata["Name"].lower() for d in md.distributions()}
+    opencv = sorted(n for n in installed if n.startswith("opencv"))
+    assert opencv == ["opencv-contrib-python"], opencv
+
+
+def test_runtime_dependencies_import():
+    import cv2
+    import onnxruntime
+    from mediapipe.tasks.python import vision
+    from PySide6 import QtWidgets  # noqa: F401
+
+    assert hasattr(cv2, "ximgproc")  # the contrib build
+    assert hasattr(vision, "FaceLandmarker") and hasattr(vision, "FaceDetector")
+    assert "CPUExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = re.search(r"^TEST_COMMAND='(.+)'$", ci, re.M)
+    assert command, ".ci/run must define TEST_COMMAND"
+    assert command.group(1) in readme

@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from fer_core.models import create_model
+from fer_core.models.structure import ZENNET_M, ZENNET_R, Structure
+from fer_core.models.syntax import ArchitectureSyntaxError
+from fer_core.models.zennet import ZenNet
+
+# The initial structures of the FER searches (REFERENCE §2.2): other block types and kernels.
+INIT_M = (
+    "SuperConvK3BNRELU(3,8,2,1)SuperResIDWE6K3(8,32,2,8,1)SuperResIDWE6K3(32,48,2,32,1)"
+    "SuperResIDWE6K3(48,96,2,48,1)SuperResIDWE6K3(96,128,2,96,1)SuperConvK1BNRELU(128,2048,1,1)"
+)
+INIT_R = (
+    "SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,1,8,1)SuperResK3K3(16,32,2,16,1)"
+    "SuperResK3K3(32,64,2,32,1)SuperResK3K3(64,64,2,32,1)SuperConvK1BNRELU(64,128,1,1)"
+)
+
+
+@pytest.mark.parametrize("text", [ZENNET_M, ZENNET_R, INIT_M, INIT_R])
+def test_parse_print_round_trip(text):
+    assert Structure.parse(text).to_text() == text
+
+
+def test_parsed_fields():
+    blocks = Structure.parse(ZENNET_M).blocks
+    assert [b.kind for b in blocks] == ["conv", "idw", "idw", "idw", "idw", "idw", "conv"]
+    last_idw = blocks[5]
+    assert (
+        last_idw.expansion,
+        last_idw.kernel,
+        last_idw.c_in,
+        last_idw.c_out,
+        last_idw.stride,
+        last_idw.bottleneck,
+        last_idw.layers,
+    ) == (6, 7, 96, 32, 2, 40, 4)
+    r = Structure.parse(ZENNET_R).blocks
+    assert r[4].kind == "k1kxk1" and r[4].kernel == 7 and r[4].layers == 5
+
+
+@pytest.mark.parametrize(
+    "text", [INIT_M, INIT_R, INIT_R.replace("SuperResK3K3(16", "SuperResK5K3(16")]
+)
+def test_any_search_space_string_builds_and_runs(text):
+    model = ZenNet(text, num_classes=7).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 64)).shape == (1, 7)
+
+
+def test_structure_from_file_through_the_registry(tmp_path):
+    path = tmp_path / "searched.txt"
+    path.write_text(INIT_R + "\n")
+    model = create_model("zennet-r-sa", structure=path)
+    assert model.structure.to_text() == INIT_R
+
+
+@pytest.mark.parametrize(
+    ("text", "token", "message"),
+    [
+        (ZENNET_M.replace("SuperResIDWE2K7(48", "SuperResIDWE2K7X(48"), "SuperResIDWE2K7X",
+         "unknown block 'SuperResIDWE2K7X'"),
+        (ZENNET_M.replace("(64,48,2,48,1)", "(64,48,2,1)"), "64,48,2,1",
+         "takes 5 integers (in,out,stride,bottleneck,layers), got 4"),
+        (ZENNET_M.replace("(48,80,2,80,1)", "(40,80,2,80,1)"), "SuperResIDWE2K7(40",
+         "input channels 40 do not match the previous block's output 48"),
+        (ZENNET_R.replace("(8,32,2,8,1)", "(8,32,two,8,1)"), "two", "expected a non-negative"),
+        (ZENNET_R.replace("SuperResK1K5K1", "SuperResK1K4K1"), "SuperResK1K4K1", "must be odd"),
+        (ZENNET_R + "garbage", "garbage", "expected a block"),
+        ("", None, "empty"),
+    ],
+)  # fmt: skip
+def test_malformed_structure_points_at_the_token(text, token, message):
+    with pytest.raises(ArchitectureSyntaxError, match="structure string") as info:
+        Structure.parse(text)
+    err = info.value
+    assert message in str(err)
+    if token is not None:
+        assert text[err.position : err.position + len(token)] == token
+        excerpt, marker = str(err).splitlines()[1:3]
+        assert excerpt[marker.index("^") :].startswith(token)

@@ -1,0 +1,1 @@
+"""`python -m trainer`: produce, measure and export the models the app ships."""

@@ -1,0 +1,70 @@
+"""The registered models with their measured sizes: what `python -m trainer models` prints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from fer_core.models import create_model, get_spec, list_models
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    family: str
+    params: int  # on the executed path, eval mode (no auxiliary head)
+    macs: int  # at the native input, batch 1
+    input_size: list[int]  # native [H, W]
+    channels: int
+    classes: int
+    description: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def describe(name: str) -> ModelRow:
+    from fer_core.models.complexity import measure
+
+    spec = get_spec(name)
+    c = measure(create_model(name), (spec.channels, *spec.input_size))
+    return ModelRow(
+        name=name,
+        family=spec.family,
+        params=c.params,
+        macs=c.macs,
+        input_size=list(spec.input_size),
+        channels=spec.channels,
+        classes=spec.num_classes,
+        description=spec.description,
+    )
+
+
+def catalog(names: list[str] | None = None) -> list[ModelRow]:
+    return [describe(n) for n in (names or list_models())]
+
+
+def format_table(rows: list[ModelRow]) -> str:
+    header = ("model", "family", "params", "MACs", "input", "ch", "classes", "description")
+    lines = [
+        (
+            r.name,
+            r.family,
+            f"{r.params / 1e6:.3f}M",
+            f"{r.macs / 1e9:.3f}G",
+            "×".join(map(str, r.input_size)),
+            str(r.channels),
+            str(r.classes),
+            r.description,
+        )
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=True)]
+    numeric = {2, 3, 5, 6}
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, lines)])
