@@ -11,6 +11,13 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 FER2013_CSV = SHARED_DATA / "fer2013" / "fer2013.csv.gz"
 
 
+def assert_points_at(err, text, token):
+    """A syntax error's position is `token` in `text`, and its message marks it with carets."""
+    assert text[err.position : err.position + len(token)] == token
+    excerpt, marker = str(err).splitlines()[1:3]
+    assert excerpt[marker.index("^") :].startswith(token)
+
+
 def calibrate_bn(model, input_shape, batches=2, batch_size=8):
     """Give BN layers the running statistics of real use (as after training), so that eval-mode
     activations have realistic magnitudes instead of the blow-up of a fresh init."""

@@ -2,10 +2,11 @@ import json
 
 import pytest
 import torch
+from conftest import assert_points_at
 
 from fer_core.models import create_model
-from fer_core.models.autofernet import AutoFERNet
-from fer_core.models.genotype import AUTO_FERNET, Genotype
+from fer_core.models.autofernet import OPS, AutoFERNet
+from fer_core.models.genotype import AUTO_FERNET, PRIMITIVES, Genotype
 from fer_core.models.syntax import ArchitectureSyntaxError
 
 DARTS_TEXT = (
@@ -67,10 +68,7 @@ def test_malformed_genotype_points_at_the_token(text, token, message):
     err = info.value
     assert message in str(err)
     if token is not None:
-        assert text[err.position : err.position + len(token)] == token
-        # The message shows an excerpt with carets under the offending token.
-        excerpt, marker = str(err).splitlines()[1:3]
-        assert excerpt[marker.index("^") :].startswith(token)
+        assert_points_at(err, text, token)
 
 
 def test_genotype_file_errors_name_the_file(tmp_path):
@@ -78,3 +76,15 @@ def test_genotype_file_errors_name_the_file(tmp_path):
     path.write_text(DARTS_TEXT.replace("'ghost'", "'gohst'"))
     with pytest.raises(ArchitectureSyntaxError, match=f"genotype file {path}"):
         Genotype.from_file(path)
+
+
+@pytest.mark.parametrize("name", PRIMITIVES)
+@pytest.mark.parametrize("channels", [8, 9])
+def test_every_primitive_keeps_width_and_halves_at_stride_2(name, channels):
+    assert set(OPS) == set(PRIMITIVES)
+    x = torch.rand(2, channels, 12, 12)
+    for stride, side in ((1, 12), (2, 6)):
+        out = OPS[name](channels, stride)(x)
+        assert out.shape == (2, channels, side, side)
+    if name == "none":
+        assert not out.any()

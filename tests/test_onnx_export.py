@@ -1,5 +1,8 @@
 """Every family exports to ONNX (eval mode, no aux head) and onnxruntime matches torch."""
 
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -47,3 +50,16 @@ def test_onnx_parity_on_real_fer2013_faces(name, tmp_path, fer2013_faces):
     path = export_onnx(model, tmp_path / "model.onnx", (1, h, w))
     parity = onnx_parity(model, path, np.ascontiguousarray(faces))
     assert parity.max_abs_diff <= 1e-4, parity
+
+
+def test_an_exported_model_runs_without_torch(tmp_path):
+    model = calibrate_bn(create_model("zennet-r-sa"), (3, 64, 64))
+    path = export_onnx(model, tmp_path / "model.onnx", (3, 224, 224))
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any torch import would now fail
+        "import numpy as np, onnxruntime as ort, fer_core\n"
+        f"s = ort.InferenceSession({str(path)!r}, providers=['CPUExecutionProvider'])\n"
+        "out = s.run(['logits'], {'image': np.zeros((2, 3, 224, 224), np.float32)})[0]\n"
+        "assert out.shape == (2, 7), out.shape\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,6 +20,17 @@ def test_unknown_name_lists_the_registered_ones():
         create_model("resnet-9000")
 
 
+def test_the_end_user_install_does_not_need_torch():
+    import importlib.metadata as md
+
+    requires = md.requires("fer-desktop")
+    base = {r.split(">")[0].lower() for r in requires if "extra ==" not in r}
+    train = {r.split(">")[0].lower() for r in requires if 'extra == "train"' in r}
+    assert {"onnxruntime", "mediapipe", "opencv-contrib-python", "numpy"} <= base
+    assert not base & {"torch", "torchvision", "onnx", "onnxscript"}
+    assert {"torch", "torchvision"} <= train
+
+
 def test_importing_the_engine_and_registry_does_not_import_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any torch import would now fail

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import assert_points_at
 
 from fer_core.models import create_model
 from fer_core.models.structure import ZENNET_M, ZENNET_R, Structure
@@ -76,6 +77,4 @@ def test_malformed_structure_points_at_the_token(text, token, message):
     err = info.value
     assert message in str(err)
     if token is not None:
-        assert text[err.position : err.position + len(token)] == token
-        excerpt, marker = str(err).splitlines()[1:3]
-        assert excerpt[marker.index("^") :].startswith(token)
+        assert_points_at(err, text, token)

@@ -7,7 +7,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +32,6 @@ class Latency:
     threads: int
     torch: Timing
     onnxruntime: Timing
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def time_calls(

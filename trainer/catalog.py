@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from fer_core.models import create_model, get_spec, list_models
 
@@ -17,9 +17,6 @@ class ModelRow:
     channels: int
     classes: int
     description: str
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def describe(name: str) -> ModelRow:

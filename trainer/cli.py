@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,14 @@ class Verb:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+
+
+def _print_rows(rows: list, as_json: bool, table: Callable[[list], str], note: str) -> None:
+    """Result dataclasses as a JSON list (for scripts) or as a table with a note (for people)."""
+    if as_json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+    else:
+        print(f"{table(rows)}\n\n{note}")
 
 
 def _models_args(p: argparse.ArgumentParser) -> None:
@@ -25,15 +33,13 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 def _models(args: argparse.Namespace) -> int:
     from trainer.catalog import catalog, format_table
 
-    rows = catalog(args.names or None)
-    if args.json:
-        print(json.dumps([r.to_json() for r in rows], indent=2))
-    else:
-        print(format_table(rows))
-        print(
-            "\nparams: on the executed path in eval mode (no auxiliary head); "
-            "MACs: convolutions and matrix products at the native input, batch 1"
-        )
+    _print_rows(
+        catalog(args.names or None),
+        args.json,
+        format_table,
+        "params: on the executed path in eval mode (no auxiliary head); "
+        "MACs: convolutions and matrix products at the native input, batch 1",
+    )
     return 0
 
 
@@ -57,14 +63,13 @@ def _benchmark(args: argparse.Namespace) -> int:
     for name in (bar := tqdm(names, desc="benchmark", unit="model", file=sys.stderr)):
         bar.set_postfix_str(name)
         rows.append(benchmark_model(name, threads=args.threads, seconds=args.seconds))
-    if args.json:
-        print(json.dumps([r.to_json() for r in rows], indent=2))
-    else:
-        print(format_table(rows))
-        print(
-            "\nsingle image (batch 1), median of repeated runs after warm-up; "
-            "torch eager in inference mode, onnxruntime CPU provider"
-        )
+    _print_rows(
+        rows,
+        args.json,
+        format_table,
+        "single image (batch 1), median of repeated runs after warm-up; "
+        "torch eager in inference mode, onnxruntime CPU provider",
+    )
     return 0
 
 

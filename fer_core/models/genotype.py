@@ -17,7 +17,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_core.models.syntax import ArchitectureSyntaxError
+from fer_core.models.syntax import ArchitectureSyntaxError, parse_file
 
 # The 8 DARTS operations plus Auto-FERNet's ghost, conv_1x1 and conv_3x3 (REFERENCE §1.1).
 PRIMITIVES: tuple[str, ...] = (
@@ -50,13 +50,7 @@ class Genotype:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Genotype:
-        path = Path(path)
-        try:
-            return cls.parse(path.read_text())
-        except ArchitectureSyntaxError as err:
-            raise ArchitectureSyntaxError(
-                f"genotype file {path}", err.text, err.position, err.detail
-            ) from None
+        return parse_file(path, cls.parse, "genotype")
 
     def to_text(self) -> str:
         """The DARTS spelling, which `parse` reads back to an equal genotype."""

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fer_core.models.syntax import ArchitectureSyntaxError
+from fer_core.models.syntax import ArchitectureSyntaxError, parse_file
 
 # kind → (name pattern, field names). Order matters: K1K{k}K1 before K{k1}K{k2}.
 BLOCK_KINDS: dict[str, tuple[re.Pattern[str], tuple[str, ...]]] = {
@@ -70,14 +70,7 @@ class Structure:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Structure:
-        path = Path(path)
-        text = path.read_text()
-        try:
-            return cls.parse(text)
-        except ArchitectureSyntaxError as err:
-            raise ArchitectureSyntaxError(
-                f"structure file {path}", err.text, err.position, err.detail
-            ) from None
+        return parse_file(path, cls.parse, "structure")
 
     def to_text(self) -> str:
         return "".join(b.to_text() for b in self.blocks)
