@@ -25,9 +25,18 @@ def test_models_json_lists_every_model_with_its_size():
 def test_models_table_and_unknown_name(capsys):
     assert main(["models", "vgg-fer"]) == 0
     table = capsys.readouterr().out
-    assert "vgg-fer" in table and "29.891M" in table and "40×40" in table
+    assert "vgg-fer" in table and "29.891M" in table and "1×40×40" in table
     assert main(["models", "no-such-model"]) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_benchmark_table(capsys):
+    assert main(["benchmark", "vgg-fer", "--seconds", "0.1"]) == 0
+    header, rule, row = capsys.readouterr().out.splitlines()[:3]
+    columns = " ".join(header.split())
+    assert columns == "model input C×H×W threads torch ms p90 onnxrt ms p90 speed-up"
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert row.split()[:3] == ["vgg-fer", "1×40×40", "1"]
 
 
 def test_benchmark_prints_both_backends(capsys):

@@ -15,6 +15,7 @@ import torch
 
 from fer_core.models import create_model, get_spec
 from trainer.export import export_onnx
+from trainer.table import render, size
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,19 @@ def benchmark_model(name: str, threads: int = 1, seconds: float = 3.0) -> Latenc
 
 
 def format_table(rows: list[Latency]) -> str:
-    header = (
-        f"{'model':<16} {'input':>9} {'threads':>7} {'torch ms':>9} {'p90':>8} "
-        f"{'onnxrt ms':>10} {'p90':>8} {'speed-up':>8}"
+    return render(
+        ("model", "input C×H×W", "threads", "torch ms", "p90", "onnxrt ms", "p90", "speed-up"),
+        [
+            (
+                r.name,
+                size(r.channels, r.input_size),
+                str(r.threads),
+                f"{r.torch.median_ms:.2f}",
+                f"{r.torch.p90_ms:.2f}",
+                f"{r.onnxruntime.median_ms:.2f}",
+                f"{r.onnxruntime.p90_ms:.2f}",
+                f"{r.torch.median_ms / r.onnxruntime.median_ms:.1f}×",
+            )
+            for r in rows
+        ],
     )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        size = f"{r.channels}×" + "×".join(map(str, r.input_size))
-        lines.append(
-            f"{r.name:<16} {size:>9} {r.threads:>7} {r.torch.median_ms:>9.2f} "
-            f"{r.torch.p90_ms:>8.2f} {r.onnxruntime.median_ms:>10.2f} "
-            f"{r.onnxruntime.p90_ms:>8.2f} {r.torch.median_ms / r.onnxruntime.median_ms:>7.1f}×"
-        )
-    return "\n".join(lines)

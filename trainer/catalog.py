@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fer_core.models import create_model, get_spec, list_models
+from trainer.table import render, size
 
 
 @dataclass(frozen=True)
@@ -41,27 +42,19 @@ def catalog(names: list[str] | None = None) -> list[ModelRow]:
 
 
 def format_table(rows: list[ModelRow]) -> str:
-    header = ("model", "family", "params", "MACs", "input", "ch", "classes", "description")
-    lines = [
-        (
-            r.name,
-            r.family,
-            f"{r.params / 1e6:.3f}M",
-            f"{r.macs / 1e9:.3f}G",
-            "×".join(map(str, r.input_size)),
-            str(r.channels),
-            str(r.classes),
-            r.description,
-        )
-        for r in rows
-    ]
-    widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=True)]
-    numeric = {2, 3, 5, 6}
-
-    def fmt(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, lines)])
+    return render(
+        ("model", "family", "params", "MACs", "input C×H×W", "classes", "description"),
+        [
+            (
+                r.name,
+                r.family,
+                f"{r.params / 1e6:.3f}M",
+                f"{r.macs / 1e9:.3f}G",
+                size(r.channels, r.input_size),
+                str(r.classes),
+                r.description,
+            )
+            for r in rows
+        ],
+        left=2,
+    )
