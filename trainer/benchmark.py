@@ -105,4 +105,5 @@ def format_table(rows: list[Latency]) -> str:
             )
             for r in rows
         ],
+        align="lrrrrrrr",
     )

@@ -56,5 +56,5 @@ def format_table(rows: list[ModelRow]) -> str:
             )
             for r in rows
         ],
-        left=2,
+        align="llrrrrl",
     )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 
-def render(header: tuple[str, ...], rows: list[tuple[str, ...]], left: int = 1) -> str:
-    """Aligned columns under a header and a rule; the first `left` columns are left-aligned
-    (names), the rest right-aligned (numbers), except a last column named 'description'."""
+def render(header: tuple[str, ...], rows: list[tuple[str, ...]], align: str) -> str:
+    """Aligned columns under a header and a rule; `align` has one letter per column,
+    'l' for text (left-aligned) and 'r' for numbers (right-aligned)."""
+    if len(align) != len(header) or set(align) - {"l", "r"}:
+        raise ValueError(f"align needs one of 'l'/'r' per column, got {align!r}")
     widths = [max(len(cell) for cell in col) for col in zip(header, *rows, strict=True)]
 
     def line(cells: tuple[str, ...]) -> str:
         return "  ".join(
-            cell.ljust(w) if i < left or header[i] == "description" else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+            cell.ljust(w) if a == "l" else cell.rjust(w)
+            for cell, w, a in zip(cells, widths, align, strict=True)
         ).rstrip()
 
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
