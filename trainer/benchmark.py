@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from fer_core.models import create_model, get_spec
+from fer_core.zoo import FILES, load_package, open_session
 from trainer.export import export_onnx
 from trainer.table import render, size
 
@@ -62,8 +63,6 @@ def time_calls(
 
 
 def benchmark_model(name: str, threads: int = 1, seconds: float = 3.0) -> Latency:
-    import onnxruntime as ort
-
     spec = get_spec(name)
     shape = (spec.channels, *spec.input_size)
     model = create_model(name).eval()
@@ -80,13 +79,68 @@ def benchmark_model(name: str, threads: int = 1, seconds: float = 3.0) -> Latenc
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / f"{name}.onnx", shape)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = open_session(path, threads)
         ort_timing = time_calls(lambda: session.run(None, {"image": image}), seconds)
 
     return Latency(name, list(spec.input_size), spec.channels, threads, torch_timing, ort_timing)
+
+
+@dataclass(frozen=True)
+class PackageLatency:
+    name: str
+    input_size: list[int]
+    channels: int
+    threads: int
+    fp32: Timing
+    int8: Timing | None
+
+
+def benchmark_package(name_or_path: str, threads: int = 1, seconds: float = 3.0) -> PackageLatency:
+    """Single-face latency of a model package's ONNX files in onnxruntime."""
+    package = load_package(name_or_path)
+    card = package.card
+    image = np.random.default_rng(0).random((1, card.channels, *card.input_size), np.float32)
+    timings = {}
+    for precision in FILES:
+        if package.has(precision):
+            session = open_session(package.model_file(precision), threads)
+            timings[precision] = time_calls(
+                lambda s=session: s.run(None, {"image": image}), seconds
+            )
+    return PackageLatency(
+        card.name,
+        list(card.input_size),
+        card.channels,
+        threads,
+        timings["fp32"],
+        timings.get("int8"),
+    )
+
+
+def format_package_table(rows: list[PackageLatency]) -> str:
+    return render(
+        ("package", "input C×H×W", "threads", "fp32 ms", "p90", "int8 ms", "p90", "speed-up"),
+        [
+            (
+                r.name,
+                size(r.channels, r.input_size),
+                str(r.threads),
+                f"{r.fp32.median_ms:.2f}",
+                f"{r.fp32.p90_ms:.2f}",
+                *(
+                    (
+                        f"{r.int8.median_ms:.2f}",
+                        f"{r.int8.p90_ms:.2f}",
+                        f"{r.fp32.median_ms / r.int8.median_ms:.1f}×",
+                    )
+                    if r.int8
+                    else ("-",) * 3
+                ),
+            )
+            for r in rows
+        ],
+        align="lrrrrrrr",
+    )
 
 
 def format_table(rows: list[Latency]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -45,6 +46,12 @@ def _models(args: argparse.Namespace) -> int:
 
 def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="models to time (default: all registered)")
+    p.add_argument(
+        "--package",
+        action="append",
+        metavar="NAME_OR_PATH",
+        help="time a model package's fp32 and int8 ONNX files instead (repeatable)",
+    )
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch and onnxruntime")
     p.add_argument(
         "--seconds", type=float, default=3.0, help="time spent measuring each model in each backend"
@@ -56,27 +63,400 @@ def _benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fer_core.models import list_models
-    from trainer.benchmark import benchmark_model, format_table
+    from trainer import benchmark
 
-    names = args.names or list_models()
+    if args.package:
+        names, measure, table = (
+            args.package,
+            benchmark.benchmark_package,
+            benchmark.format_package_table,
+        )
+        note = "single face (batch 1) of each package file in onnxruntime (CPU provider)"
+    else:
+        names, measure, table = (
+            args.names or list_models(),
+            benchmark.benchmark_model,
+            benchmark.format_table,
+        )
+        note = "torch eager in inference mode, onnxruntime CPU provider, untrained weights"
     rows = []
     for name in (bar := tqdm(names, desc="benchmark", unit="model", file=sys.stderr)):
         bar.set_postfix_str(name)
-        rows.append(benchmark_model(name, threads=args.threads, seconds=args.seconds))
+        rows.append(measure(name, threads=args.threads, seconds=args.seconds))
+    _print_rows(rows, args.json, table, f"median of repeated runs after warm-up; {note}")
+    return 0
+
+
+def _throughput_args(p: argparse.ArgumentParser) -> None:
+    from trainer.recipes import RECIPES
+    from trainer.throughput import DEFAULT_MODELS
+
+    p.add_argument("names", nargs="*", help=f"models to time (default: {' '.join(DEFAULT_MODELS)})")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="time spent measuring each model on each path"
+    )
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+    p.add_argument("--workers", type=int, default=2, help="the baseline's DataLoader workers")
+    p.add_argument(
+        "--recipe", choices=sorted(RECIPES), help="augmentation and loss (default: the family's)"
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+
+
+def _throughput(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from trainer.throughput import DEFAULT_MODELS, format_table, throughput
+
+    names = args.names or list(DEFAULT_MODELS)
+    rows = []
+    for name in (bar := tqdm(names, desc="throughput", unit="model", file=sys.stderr)):
+        bar.set_postfix_str(name)
+        rows.append(
+            throughput(
+                name,
+                args.batch_size,
+                args.seconds,
+                args.device,
+                args.threads,
+                args.workers,
+                args.recipe,
+            )
+        )
     _print_rows(
         rows,
         args.json,
         format_table,
-        "single image (batch 1), median of repeated runs after warm-up; "
-        "torch eager in inference mode, onnxruntime CPU provider",
+        "training images/s on 2048 synthetic grey 48×48 uint8 faces, after 2 warm-up steps; "
+        "project: one uint8 tensor on the device, batch augmentation there, AMP on CUDA, "
+        "channels-last where the recipe says; baseline: per-image PIL torchvision transforms "
+        "in a DataLoader, float32; both: the same model, recipe augmentation and loss, "
+        "one crop per image (the VGG recipe's ten-crop training off)",
     )
     return 0
 
 
+def _recipe_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per recipe field (`--lr`, `--batch-size`, `--flip/--no-flip`, `--zoom LO HI`);
+    unset flags keep the recipe's value."""
+    import typing
+
+    from trainer.recipes import Recipe
+
+    group = p.add_argument_group("recipe overrides (default: the recipe's value)")
+    for name, hint in typing.get_type_hints(Recipe).items():
+        if name in ("name", "description"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = typing.get_origin(hint) or hint
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif kind is tuple:
+            group.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), default=None)
+        else:
+            group.add_argument(flag, type=kind, default=None, metavar=name.upper())
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    from trainer.data import READERS
+
+    p.add_argument("--dataset", required=True, choices=sorted(READERS), help="dataset format")
+    p.add_argument("--data", required=True, help="dataset file or folder")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip and count malformed records instead of failing",
+    )
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from trainer.recipes import RECIPES
+
+    p.add_argument(
+        "--model",
+        required=True,
+        help="registered model name, or a genotype / structure-string file",
+    )
+    _data_flags(p)
+    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, curves)")
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="hyperparameters (default: the paper recipe of the model's family)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="fine-tune: start from these weights (output rows matched by label name)",
+    )
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for torch (0: torch's choice)"
+    )
+    _recipe_flags(p)
+
+
+def _recipe_from_args(args: argparse.Namespace, family: str):
+    from dataclasses import fields
+
+    from trainer.recipes import FAMILY_RECIPE, Recipe, get_recipe
+
+    recipe = get_recipe(args.recipe or FAMILY_RECIPE[family])
+    values = {}
+    for f in fields(Recipe):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name not in ("name", "description"):
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return recipe.override(**values)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from fer_core.models import get_spec
+    from trainer.train import TrainConfig, describe_architecture, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    family = get_spec(describe_architecture(args.model, 7)["model"]).family
+    config = TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        data=args.data,
+        out=args.out,
+        recipe=_recipe_from_args(args, family),
+        seed=args.seed,
+        device=args.device,
+        skip_bad=args.skip_bad,
+        init=args.init,
+        command=args.command,
+    )
+    result = train(config, resume=args.resume)
+    print(
+        f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
+        f" of {result.epochs}; checkpoints in {result.out}"
+    )
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "model", help="trainer checkpoint (.pt) or model package (folder, card.json or .onnx file)"
+    )
+    _data_flags(p)
+    p.add_argument(
+        "--split",
+        help="split to score: train, val, test or the dataset's own name "
+        "(PrivateTest, ...); default: the dataset's test split",
+    )
+    p.add_argument(
+        "--tta",
+        choices=("none", "flip", "tencrop"),
+        help="test-time augmentation (default: what the model was validated with)",
+    )
+    p.add_argument("--int8", action="store_true", help="run the package's model.int8.onnx")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument("--out", help="folder for evaluation.json and confusion.png")
+    p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer.data import read_dataset
+    from trainer.evaluate import evaluate, load_predictor, write_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    predictor = load_predictor(args.model, "int8" if args.int8 else "fp32", threads=args.threads)
+    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    result = evaluate(predictor, dataset, args.split, args.tta)
+    print(json.dumps(asdict(result), indent=2) if args.json else result.report())
+    if args.out:
+        files = write_report(result, args.out)
+        print(f"wrote {', '.join(str(f) for f in files.values())}", file=sys.stderr)
+    return 0
+
+
+def _saliency_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="trainer checkpoint (.pt)")
+    _data_flags(p)
+    p.add_argument("--split", help="split to take images from (default: the test split)")
+    p.add_argument(
+        "--index",
+        type=int,
+        nargs="+",
+        default=list(range(8)),
+        help="positions of the images in the split (default: the first 8)",
+    )
+    p.add_argument("--out", required=True, help="PNG file to write")
+
+
+def _saliency(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from trainer.data import read_dataset
+    from trainer.inference import as_batch_tensor
+    from trainer.saliency import saliency_figure
+
+    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    split = dataset[args.split or dataset.test or dataset.val]
+    if max(args.index) >= len(split) or min(args.index) < 0:
+        raise ValueError(f"--index must be within 0..{len(split) - 1} for this split")
+    picked = split.subset(np.array(args.index))
+    if not picked.in_memory:
+        picked = picked.materialize(48, 1, progress=False)
+    names = [w.rsplit("/", 1)[-1] for w in picked.where] if picked.where else None
+    out = saliency_figure(
+        args.checkpoint, as_batch_tensor(picked.images), picked.targets, args.out, names
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def _kfold_args(p: argparse.ArgumentParser) -> None:
+    from trainer.data import READERS
+    from trainer.kfold import PROTOCOLS
+    from trainer.recipes import RECIPES
+
+    p.add_argument("checkpoint", help="checkpoint to fine-tune from (e.g. a FER2013 best.pt)")
+    p.add_argument("--data", required=True, help="dataset folder (CK+48)")
+    p.add_argument(
+        "--dataset",
+        default="ckplus",
+        choices=sorted(READERS),
+        help="dataset format; it needs one split `all` with subject ids",
+    )
+    p.add_argument("--k", type=int, default=10, help="number of folds (the paper protocol: 10)")
+    p.add_argument(
+        "--protocol",
+        default="subject",
+        choices=sorted(PROTOCOLS),
+        help="subject: subject-independent folds; paper: Auto-FERNet's CK+ folds "
+        "(not subject-independent, for comparison only)",
+    )
+    p.add_argument("--out", required=True, help="folder of the fold runs and kfold.json")
+    p.add_argument(
+        "--recipe",
+        default="ckplus-finetune",
+        choices=sorted(RECIPES),
+        help="fine-tuning hyperparameters; views: the checkpoint's",
+    )
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    _recipe_flags(p)
+
+
+def _kfold(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer.data import read_dataset
+    from trainer.kfold import VIEW_FIELDS, kfold
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    given = ["--" + f.replace("_", "-") for f in VIEW_FIELDS if getattr(args, f) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: kfold keeps the views of the checkpoint's recipe")
+    dataset = read_dataset(args.dataset, args.data)
+    kfold(
+        args.checkpoint,
+        dataset,
+        k=args.k,
+        protocol=args.protocol,
+        recipe=_recipe_from_args(args, family=""),
+        out_dir=args.out,
+        seed=args.seed,
+        device=args.device,
+        data=args.data,
+        command=args.command,
+    )
+    return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="trainer checkpoint (.pt), usually a run's best.pt")
+    p.add_argument("--out", required=True, help="package folder, e.g. assets/models/NAME")
+    p.add_argument("--name", help="package name (default: the folder's name)")
+    _data_flags(p)
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip model.int8.onnx")
+    p.add_argument(
+        "--tta",
+        choices=("none", "flip", "tencrop"),
+        help="test-time augmentation the card prescribes (default: the training recipe's); "
+        "choose it on the validation split",
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=int,
+        default=512,
+        help="training images that calibrate the int8 model",
+    )
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument(
+        "--default",
+        action="store_true",
+        help="make this package the app's default (writes DEFAULT beside it)",
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from fer_core.zoo import DEFAULT_FILE
+    from trainer.data import read_dataset
+    from trainer.export import export_package
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    result = export_package(
+        args.checkpoint,
+        args.out,
+        dataset,
+        name=args.name,
+        int8=args.int8,
+        calibration_images=args.calibration_images,
+        threads=args.threads,
+        tta=args.tta,
+    )
+    print(f"wrote {result.path}: fp32 parity max |diff| {result.parity.max_abs_diff:.2e}")
+    for key, m in result.card["metrics"].items():
+        print(f"  {key:<24} top-1 {100 * m['top1']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%")
+    if result.int8_agreement is not None:
+        print(f"  int8 top-1 agreement with fp32: {100 * result.int8_agreement:.2f}%")
+    if args.default:
+        (Path(args.out).parent / DEFAULT_FILE).write_text(Path(args.out).name + "\n")
+    return 0
+
+
 VERBS: dict[str, Verb] = {
+    "export": Verb(
+        "write a model package (ONNX fp32 + int8, card) for a checkpoint", _export_args, _export
+    ),
+    "evaluate": Verb(
+        "score a checkpoint or a model package on a dataset split", _evaluate_args, _evaluate
+    ),
+    "saliency": Verb("write saliency maps of chosen images to a PNG", _saliency_args, _saliency),
+    "train": Verb("train a model on a dataset with a recipe", _train_args, _train),
+    "kfold": Verb(
+        "fine-tune a checkpoint k-fold on CK+ (subject folds, or the paper's)", _kfold_args, _kfold
+    ),
     "models": Verb("list the registered models with parameters and MACs", _models_args, _models),
     "benchmark": Verb(
         "time single-image CPU inference in torch and onnxruntime", _benchmark_args, _benchmark
+    ),
+    "throughput": Verb(
+        "training images/s: this project's path next to a per-image DataLoader baseline",
+        _throughput_args,
+        _throughput,
     ),
 }
 
@@ -90,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command = shlex.join(["python", "-m", "trainer", *argv])  # recorded in checkpoints
     # Our own messages at INFO; the exporters' chatter only when it is a warning.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("fer_core", "trainer"):

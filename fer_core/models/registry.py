@@ -157,16 +157,25 @@ def _register_builtin() -> None:
                 **rgb,
             )
         )
-    register(
-        ModelSpec(
-            name="vgg-fer",
-            family="vgg",
-            num_classes=7,
-            builder=_vgg,
-            description="VGG baseline of Khaireddin & Chen, 40 px crops",
-            **{**grey, "input_size": (40, 40)},
+    for name, description, defaults in (
+        ("vgg-fer", "VGG baseline of Khaireddin & Chen, 40 px crops", {}),
+        (
+            "vgg-fer-s",
+            "VGG baseline at half width, 1024-wide classifier, 40 px crops",
+            {"widths": (32, 64, 128, 256), "hidden": 1024},
+        ),
+    ):
+        register(
+            ModelSpec(
+                name=name,
+                family="vgg",
+                num_classes=7,
+                builder=_vgg,
+                description=description,
+                defaults=defaults,
+                **{**grey, "input_size": (40, 40)},
+            )
         )
-    )
 
 
 _register_builtin()

@@ -1,0 +1,177 @@
+"""Model packages: one folder per model in `assets/models/<name>/` with `model.onnx` (fp32),
+optionally `model.int8.onnx`, and `card.json` describing how to feed the network and what it
+scored. The app, the headless CLI and any outside evaluator need nothing but the package.
+
+Torch-free: this module reads cards and checks files; onnxruntime sessions are made where the
+package is run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
+DEFAULT_FILE = "DEFAULT"  # holds the name of the package the app uses by default
+CARD = "card.json"
+FORMAT = "fer-model-package/1"
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+
+
+class PackageError(ValueError):
+    """A model package that is missing, incomplete or altered."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    family: str
+    labels: tuple[str, ...]
+    input_size: tuple[int, int]
+    channels: int
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop: dict[str, Any]  # framing of the face: {"framing": ..., "fraction": ..., "description"}
+    tta: str = "none"
+    params: int = 0
+    macs: int = 0
+    train: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # parity, int8 agreement, latency, …
+    format: str = FORMAT
+
+    _REQUIRED: ClassVar[dict[str, Any]] = {
+        "name": str,
+        "family": str,
+        "labels": list,
+        "input_size": list,
+        "channels": int,
+        "scale": (int, float),
+        "mean": list,
+        "std": list,
+        "crop": dict,
+    }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "card.json") -> ModelCard:
+        for key, kind in cls._REQUIRED.items():
+            if key not in data:
+                raise PackageError(f"{where}: field {key!r} is missing")
+            if not isinstance(data[key], kind):
+                raise PackageError(
+                    f"{where}: field {key!r} should be {_kind(kind)}, got {data[key]!r}"
+                )
+        if data.get("format", FORMAT) != FORMAT:
+            raise PackageError(f"{where}: format {data['format']!r}, expected {FORMAT!r}")
+        if data["channels"] not in (1, 3) or len(data["mean"]) != data["channels"]:
+            raise PackageError(f"{where}: channels must be 1 or 3 with one mean/std per channel")
+        if len(data["input_size"]) != 2:
+            raise PackageError(f"{where}: input_size should be [H, W]")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(
+            **{
+                **known,
+                "labels": tuple(data["labels"]),
+                "input_size": tuple(data["input_size"]),
+                "mean": tuple(data["mean"]),
+                "std": tuple(data["std"]),
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _kind(kind: Any) -> str:
+    names = {str: "a string", list: "a list", int: "an integer", dict: "an object"}
+    return " or ".join(
+        names.get(k, "a number") for k in (kind if isinstance(kind, tuple) else (kind,))
+    )
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    path: Path
+    card: ModelCard
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def has(self, precision: str) -> bool:
+        return (self.path / FILES[precision]).is_file()
+
+    def model_file(self, precision: str = "fp32", verify: bool = True) -> Path:
+        if precision not in FILES:
+            raise PackageError(f"precision {precision!r}: use one of {', '.join(FILES)}")
+        path = self.path / FILES[precision]
+        if not path.is_file():
+            raise PackageError(f"{path}: missing from the package {self.path}")
+        if verify:
+            want = self.card.sha256.get(path.name)
+            if want is None:
+                raise PackageError(f"{self.path / CARD}: no sha256 for {path.name}")
+            if sha256(path) != want:
+                raise PackageError(
+                    f"{path}: sha256 differs from the card's; the file was altered or is "
+                    "incomplete — restore it from the project (git checkout) or re-export it"
+                )
+        return path
+
+
+def open_session(path: str | Path, threads: int = 0):
+    """An onnxruntime CPU session; `threads` > 0 fixes the intra-op thread count."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_package(name_or_path: str | Path, models_dir: Path = MODELS_DIR) -> ModelPackage:
+    """A package by name (a folder of `models_dir`), by folder, or by its card or ONNX file."""
+    path = Path(name_or_path)
+    if not path.exists() and (models_dir / str(name_or_path)).is_dir():
+        path = models_dir / str(name_or_path)
+    if path.is_file():
+        path = path.parent
+    card_path = path / CARD
+    if not card_path.is_file():
+        known = ", ".join(p.name for p in list_packages(models_dir)) or "none"
+        raise PackageError(f"{path}: not a model package (no {CARD}); installed packages: {known}")
+    try:
+        data = json.loads(card_path.read_text())
+    except json.JSONDecodeError as err:
+        raise PackageError(f"{card_path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+    return ModelPackage(path, ModelCard.from_dict(data, str(card_path)))
+
+
+def list_packages(models_dir: Path = MODELS_DIR) -> list[ModelPackage]:
+    if not models_dir.is_dir():
+        return []
+    return [load_package(p) for p in sorted(models_dir.iterdir()) if (p / CARD).is_file()]
+
+
+def default_package(models_dir: Path = MODELS_DIR) -> ModelPackage:
+    marker = models_dir / DEFAULT_FILE
+    if marker.is_file():
+        return load_package(models_dir / marker.read_text().strip(), models_dir)
+    packages = list_packages(models_dir)
+    if not packages:
+        raise PackageError(f"{models_dir}: no model packages installed")
+    return packages[0]

@@ -1,0 +1,172 @@
+"""Metrics on a known confusion matrix, evaluation of checkpoints and packages alike, and the
+model package an export writes (parity, int8, card, checksums)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fer_core.zoo import PackageError, load_package
+from trainer.data import read_dataset
+from trainer.evaluate import evaluate, load_predictor, write_report
+from trainer.metrics import compute, from_confusion
+
+
+def test_metrics_on_a_known_confusion_matrix():
+    # rows = true class; 3 classes, 10 samples
+    confusion = np.array([[3, 1, 0], [0, 4, 1], [0, 0, 1]])
+    top1, macro_f1, recall = from_confusion(confusion, ["a", "b", "c"])
+    assert top1 == pytest.approx(8 / 10)
+    assert recall == {"a": 0.75, "b": 0.8, "c": 1.0}
+    # precision a=1, b=0.8, c=0.5 → F1 a=6/7, b=0.8, c=2/3
+    assert macro_f1 == pytest.approx((6 / 7 + 0.8 + 2 / 3) / 3)
+
+
+def test_compute_top1_top2_and_confusion_from_logits():
+    logits = np.array([[3, 2, 0], [0, 1, 3], [1, 3, 2], [2, 0, 1]], dtype=np.float32)
+    targets = np.array([0, 1, 2, 1])
+    m = compute(logits, targets, ["a", "b", "c"])
+    assert m.top1 == pytest.approx(1 / 4)  # only the first is right
+    assert m.top2 == pytest.approx(3 / 4)  # the second's 2nd choice is c, the 3rd's is c
+    assert m.confusion == [[1, 0, 0], [1, 0, 1], [0, 1, 0]]
+
+
+@pytest.fixture(scope="module")
+def package(tiny_run, tiny_fer2013, tmp_path_factory):
+    from trainer.export import export_package
+
+    out, _ = tiny_run
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    target = tmp_path_factory.mktemp("models") / "tiny-vgg"
+    return export_package(out / "best.pt", target, dataset, calibration_images=64), dataset
+
+
+def test_package_files_card_and_parity(package):
+    result, _ = package
+    names = {p.name for p in result.path.iterdir()}
+    assert names == {
+        "model.onnx",
+        "model.int8.onnx",
+        "card.json",
+        "curves.png",
+        "confusion-val.png",
+        "confusion-test.png",
+    }
+    card = json.loads((result.path / "card.json").read_text())
+    for key in (
+        "name",
+        "family",
+        "labels",
+        "input_size",
+        "channels",
+        "scale",
+        "mean",
+        "std",
+        "crop",
+        "params",
+        "macs",
+        "train",
+        "metrics",
+        "sha256",
+    ):
+        assert key in card
+    assert card["input_size"] == [40, 40] and card["channels"] == 1 and card["family"] == "vgg"
+    assert card["train"]["command"] == "trainer.train.train() called from Python"
+    assert card["train"]["epochs"] == 3 and card["train"]["seed"] == 0
+    assert result.parity.max_abs_diff <= 1e-4
+    assert 0.0 <= result.int8_agreement <= 1.0
+    assert set(card["metrics"]) == {
+        "fer2013/val",
+        "fer2013/test",
+        "fer2013/val/int8",
+        "fer2013/test/int8",
+    }
+    assert card["metrics"]["fer2013/test"]["split"] == "test (PrivateTest)"
+    package = load_package(result.path)
+    package.model_file("fp32")  # checksums verify
+    package.model_file("int8")
+
+
+def test_package_reproduces_its_card_and_matches_the_checkpoint(package, tiny_run, tmp_path):
+    result, dataset = package
+    card = json.loads((result.path / "card.json").read_text())
+    onnx = evaluate(load_predictor(result.path), dataset, "PrivateTest")
+    assert onnx.metrics.top1 == pytest.approx(card["metrics"]["fer2013/test"]["top1"], abs=1e-6)
+    checkpoint_eval = evaluate(load_predictor(tiny_run[0] / "best.pt"), dataset, "test")
+    assert onnx.metrics.confusion == checkpoint_eval.metrics.confusion
+    files = write_report(onnx, tmp_path)
+    assert json.loads(files["json"].read_text())["split"] == "test (PrivateTest)"
+    assert files["confusion"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_altered_package_is_refused(package, tmp_path):
+    import shutil
+
+    result, _ = package
+    copy = shutil.copytree(result.path, tmp_path / "copy")
+    with open(copy / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(PackageError, match="sha256"):
+        load_package(copy).model_file("fp32")
+    (copy / "card.json").write_text('{"name": "x",\n "labels": }')
+    with pytest.raises(PackageError, match="line 2"):
+        load_package(copy)
+
+
+def test_evaluation_maps_classes_by_name(tiny_run, tmp_path):
+    """A FER2013 model scored on a CK+-style set: contempt samples are left out and counted."""
+    from trainer.data.core import Dataset, Split
+    from trainer.data.labels import CKPLUS
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (14, 48, 48), dtype=np.uint8)
+    targets = np.arange(14) % 7
+    ck = Dataset("ckplus", CKPLUS, {"all": Split("all", targets, images=images)}, test="all")
+    result = evaluate(load_predictor(tiny_run[0] / "best.pt"), ck)
+    assert result.left_out == 2  # the two contempt images
+    assert result.metrics.n == 12
+    assert result.metrics.labels[0] == "angry"
+
+
+def test_tta_views_average():
+    from trainer.inference import View
+
+    images = torch.randint(0, 255, (2, 1, 48, 48), dtype=torch.uint8)
+    for tta, views in (("none", 1), ("flip", 2), ("tencrop", 10)):
+        inputs = View(size=40, crop=40 / 48, tta=tta).inputs(images)
+        assert len(inputs) == views and inputs[0].shape == (2, 1, 40, 40)
+    centre = View(size=40, crop=40 / 48).inputs(images)[0]
+    assert torch.allclose(centre, images[..., 4:44, 4:44].float() / 255, atol=1e-5)
+
+
+def test_cli_evaluate_and_saliency(package, tiny_run, tiny_fer2013, tmp_path, capsys):
+    from trainer.cli import main
+
+    result, _ = package
+    data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
+    assert main(["evaluate", str(result.path), *data, "--split", "PublicTest", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "val (PublicTest)" and report["backend"] == "onnxruntime"
+    card = json.loads((result.path / "card.json").read_text())
+    assert report["metrics"]["top1"] == pytest.approx(card["metrics"]["fer2013/val"]["top1"])
+    out = tmp_path / "saliency.png"
+    args = ["saliency", str(tiny_run[0] / "best.pt"), *data, "--index", "0", "3", "--out", str(out)]
+    assert main(args) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main(["evaluate", str(tmp_path / "nothing"), *data]) == 2
+    assert "not a model package" in capsys.readouterr().err
+
+
+def test_saliency_is_normalised_over_the_whole_map(tiny_run):
+    from trainer import checkpoint
+    from trainer.inference import View
+    from trainer.saliency import saliency
+
+    model, state = checkpoint.load_model(tiny_run[0] / "best.pt")
+    images = torch.randint(0, 255, (3, 1, 48, 48), dtype=torch.uint8)
+    maps, predicted = saliency(model, images, View(**state["view"]))
+    assert maps.shape == (3, 40, 40) and predicted.shape == (3,)
+    for m in maps:  # global min-max: exactly 0 and 1 somewhere, not per row
+        assert m.min() == 0.0 and m.max() == pytest.approx(1.0)
+        assert (m.max(1) < 1.0).any()

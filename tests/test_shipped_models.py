@@ -1,0 +1,56 @@
+"""The model packages in assets/models: complete cards, intact files, a default, and — on the
+real FER2013 — the PrivateTest top-1 each card states, reproduced from the package alone."""
+
+import json
+
+import pytest
+
+from fer_core.zoo import MODELS_DIR, default_package, list_packages
+from tests.conftest import FER2013_CSV
+
+PACKAGES = list_packages()
+
+
+def test_a_default_package_is_shipped():
+    assert PACKAGES, f"no model package in {MODELS_DIR}"
+    assert default_package().name in {p.name for p in PACKAGES}
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_package_is_complete_and_intact(package):
+    card = package.card
+    assert card.train["command"].startswith("python -m trainer train")
+    assert {"fer2013/val", "fer2013/test"} <= set(card.metrics)
+    assert card.metrics["fer2013/test"]["split"] == "test (PrivateTest)"
+    for precision in ("fp32", "int8"):
+        if package.has(precision):
+            path = package.model_file(precision)  # checks the sha256
+            assert path.stat().st_size < 50 * 1024 * 1024
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_card_top1_reproduces_on_real_private_test(package):
+    if not FER2013_CSV.is_file():
+        pytest.skip(f"real FER2013 not found at {FER2013_CSV}")
+    from trainer.data import read_dataset
+    from trainer.evaluate import evaluate, load_predictor
+
+    dataset = read_dataset("fer2013", FER2013_CSV)
+    result = evaluate(load_predictor(package.path), dataset, "PrivateTest")
+    card = json.loads((package.path / "card.json").read_text())
+    assert result.metrics.n == 3589
+    assert result.metrics.top1 == pytest.approx(card["metrics"]["fer2013/test"]["top1"], abs=1e-6)
+
+
+@pytest.mark.data
+def test_real_fer2013_splits():
+    if not FER2013_CSV.is_file():
+        pytest.skip(f"real FER2013 not found at {FER2013_CSV}")
+    from trainer.data import read_dataset
+
+    dataset = read_dataset("fer2013", FER2013_CSV)
+    assert {k: len(v) for k, v in dataset.splits.items()} == {
+        "train": 28709, "val": 3589, "test": 3589}  # fmt: skip
+    assert list(dataset.counts("train").values()) == [3995, 436, 4097, 7215, 4830, 3171, 4965]
+    assert list(dataset.counts("test").values()) == [491, 55, 528, 879, 594, 416, 626]

@@ -1,0 +1,228 @@
+"""The training loop: it learns, writes its run folder, snapshots, and resumes bit for bit
+after being killed mid-run."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, tiny_recipe
+from trainer import checkpoint
+from trainer.recipes import RECIPES
+from trainer.train import Plateau, TrainConfig, lr_at, train
+
+
+def test_run_learns_and_writes_its_folder(tiny_run):
+    out, result = tiny_run
+    assert {"last.pt", "best.pt", "metrics.csv", "curves.png"} <= {p.name for p in out.iterdir()}
+    assert result.best_val_top1 > 0.6  # 7 classes: chance is 0.14
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    state = checkpoint.load(out / "last.pt")
+    assert state["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert state["arch"]["model"] == "vgg-fer-s"
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_snapshots_at_train_accuracy_thresholds(tiny_run):
+    out, result = tiny_run
+    for threshold in (85, 90):
+        reached = [r.epoch for r in result.history if 100 * r.train_top1 >= threshold]
+        path = out / f"snapshot-{threshold}.pt"
+        assert path.exists() == bool(reached)
+        if reached:  # the first epoch that reached it, never overwritten later
+            assert checkpoint.load(path)["epoch"] + 1 == reached[0]
+
+
+def test_existing_run_is_not_overwritten(tiny_run, tiny_fer2013):
+    out, _ = tiny_run
+    config = TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(out), tiny_recipe())
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config)
+
+
+def test_killed_run_resumes_bit_for_bit(tiny_fer2013, tmp_path):
+    """Kill a CLI run (SIGKILL) after its first epoch, resume it, and compare with a run that
+    was never interrupted: same weights, same validation scores."""
+    torch.set_num_threads(1)
+    killed = tmp_path / "killed"
+    flags = [
+        "--model",
+        "vgg-fer-s",
+        "--dataset",
+        "fer2013",
+        "--data",
+        str(tiny_fer2013),
+        "--recipe",
+        "cpu-fast",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.02",
+        "--warmup-epochs",
+        "0",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "train", *flags, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (killed / "last.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run never wrote a checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = checkpoint.load(killed / "last.pt")["epoch"] + 1
+    assert done < 3, "the run finished before it could be interrupted"
+
+    resumed = train(
+        TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(killed), tiny_recipe()),
+        resume=True,
+    )
+    straight = train(
+        TrainConfig(
+            "vgg-fer-s", "fer2013", str(tiny_fer2013), str(tmp_path / "straight"), tiny_recipe()
+        )
+    )
+    a = checkpoint.load(killed / "last.pt")["model"]
+    b = checkpoint.load(tmp_path / "straight" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r.val_top1 for r in resumed.history] == [r.val_top1 for r in straight.history]
+
+
+def test_learning_rate_schedules():
+    cosine = RECIPES["cpu-fast"].override(epochs=10, warmup_epochs=1, lr=0.1)
+    assert lr_at(cosine, 0.5, Plateau()) == pytest.approx(0.05)  # half-way through warm-up
+    assert lr_at(cosine, 1.0, Plateau()) == pytest.approx(0.1)
+    assert lr_at(cosine, 10.0, Plateau()) == pytest.approx(0.0, abs=1e-12)
+    exponential = RECIPES["poster"]
+    assert lr_at(exponential, 2.7, Plateau()) == pytest.approx(3.5e-5 * 0.98**2)
+    plateau = Plateau()
+    for value in (0.5, 0.4, 0.4, 0.4):  # no improvement for 3 epochs with patience 2
+        plateau.update(value, factor=0.75, patience=2)
+    assert lr_at(RECIPES["vgg"], 5, plateau) == pytest.approx(0.01 * 0.75)
+
+
+def test_every_recipe_trains_a_step():
+    """Each paper recipe's options (aux head, SAM, mixup, ten crops, plateau) run one step."""
+    from fer_core.models import create_model
+    from trainer.augment import Augment
+    from trainer.train import Step, make_optimizer, soft_targets
+
+    torch.manual_seed(0)
+    for name, model_name in (
+        ("autofernet", "autofernet"),
+        ("zennet", "zennet-r-sa"),
+        ("poster", "vgg-fer-s"),
+        ("vgg", "vgg-fer-s"),
+    ):
+        recipe = RECIPES[name]
+        model = create_model(model_name).train()
+        size = 48 if model_name == "autofernet" else 40
+        if model_name == "zennet-r-sa":
+            size = 32
+        x = Augment(size)(
+            torch.randint(0, 255, (4, 1, 48, 48), dtype=torch.uint8),
+            torch.Generator().manual_seed(0),
+        )
+        if model_name == "zennet-r-sa":
+            x = x.expand(-1, 3, -1, -1)
+        before = [p.detach().clone() for p in model.parameters()]
+        step = Step(model, make_optimizer(model, recipe), recipe, torch.device("cpu"))
+        loss, logits = step(x, soft_targets(torch.tensor([0, 1, 2, 3]), 7, recipe.label_smoothing))
+        assert logits.shape == (4, 7) and loss > 0
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_architecture_files_are_models(tmp_path):
+    """--model may be a genotype or structure file; the checkpoint keeps its text."""
+    from fer_core.models.genotype import AUTO_FERNET
+    from fer_core.models.structure import ZENNET_R, Structure
+    from fer_core.models.syntax import ArchitectureSyntaxError
+    from trainer.train import describe_architecture
+
+    genotype = tmp_path / "searched.genotype"
+    genotype.write_text(AUTO_FERNET.to_text())
+    arch = describe_architecture(str(genotype), 8)
+    assert arch["model"] == "autofernet" and arch["overrides"]["num_classes"] == 8
+    assert checkpoint.build_model(arch)(torch.zeros(1, 1, 48, 48))[0].shape[-1] == 8
+    structure = tmp_path / "searched.txt"
+    structure.write_text(ZENNET_R)
+    arch = describe_architecture(str(structure), 7)
+    assert arch["overrides"]["structure"] == Structure.parse(ZENNET_R).to_text()
+    structure.write_text("SuperConvK3BNRELU(3,8,2,1)SuperBogus(8,8,1,1)")
+    with pytest.raises(ArchitectureSyntaxError, match=r"searched\.txt"):
+        describe_architecture(str(structure), 7)
+
+
+def test_image_folder_dataset_trains_streamed_or_in_memory(tmp_path, monkeypatch):
+    """A dataset of image files trains both ways: decoded once into memory, or decoded per
+    batch by DataLoader workers when it would not fit (forced here with a zero limit)."""
+    import cv2
+    import numpy as np
+
+    import trainer.train as train_module
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 2)):
+        for label in ("happy", "sad", "neutral"):
+            folder = tmp_path / "faces" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (60, 60, 3), np.uint8))
+    torch.set_num_threads(1)
+    results = []
+    for limit in (1 << 40, 0):
+        monkeypatch.setattr(train_module, "STREAM_ABOVE_BYTES", limit)
+        config = TrainConfig(
+            "vgg-fer-s",
+            "folder",
+            str(tmp_path / "faces"),
+            str(tmp_path / f"run-{limit}"),
+            tiny_recipe(epochs=1, batch_size=4),
+        )
+        results.append(train(config))
+    for result in results:
+        assert len(result.history) == 1 and 0 <= result.best_val_top1 <= 1
+        assert checkpoint.load(result.out / "last.pt")["labels"] == ["happy", "neutral", "sad"]
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_builds_its_training_batch(name):
+    """Each recipe's augmentation (AutoAugment and PCA lighting for ZenNet, ten crops for VGG,
+    mixup) yields normalised inputs and soft targets of the right shapes, deterministically."""
+    import numpy as np
+
+    from trainer.inference import View
+    from trainer.train import _augment, training_batch
+
+    recipe = RECIPES[name]
+    size = recipe.train_size or 32
+    view = View(size=size, channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    images = torch.randint(0, 255, (6, 1, 48, 48), dtype=torch.uint8)
+
+    def batch():
+        torch.manual_seed(0)  # AutoAugment draws from the global RNG
+        gen, rng = torch.Generator().manual_seed(1), np.random.default_rng(1)
+        return training_batch(
+            images, torch.arange(6), recipe, view, _augment(recipe, size), gen, rng, 7
+        )
+
+    x, y, targets = batch()
+    crops = 10 if recipe.tencrop_train else 1
+    assert x.shape == (6 * crops, 3, size, size) and y.shape == (6 * crops,)
+    assert targets.shape == (6 * crops, 7)
+    assert torch.allclose(targets.sum(1), torch.ones(6 * crops))
+    assert torch.equal(x, batch()[0])

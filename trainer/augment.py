@@ -1,0 +1,154 @@
+"""Augmentation of whole batches on the training device.
+
+A batch arrives as uint8 N×C×S×S (the dataset at its stored size) and leaves as float N×C×s×s in
+[0, 1] at the model's input size: one affine warp per image (crop, zoom, shift, rotation, flip)
+through a single `grid_sample`, then brightness/contrast jitter and random erasing, all drawn from
+a seeded `torch.Generator` so that a resumed run repeats them exactly. This replaces per-image
+PIL transforms, which cost more than the small networks themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Augment:
+    """`crop` is the side of the output as a fraction of the stored image at zoom 1 (40/48 for a
+    40 px crop of a 48 px face); `zoom` > 1 magnifies; `shift` is the largest offset as a
+    fraction of the stored side (RandomCrop 44 of 48 = 2/48); `rotate` in degrees. `*_p` are the
+    probabilities of applying each; `erase_area` is the erased fraction of the output."""
+
+    size: int
+    crop: float = 1.0
+    zoom: tuple[float, float] = (1.0, 1.0)
+    shift: float = 0.0
+    shift_p: float = 1.0
+    rotate: float = 0.0
+    rotate_p: float = 1.0
+    flip: bool = False
+    brightness: float = 0.0
+    contrast: float = 0.0
+    erase_p: float = 0.0
+    erase_area: tuple[float, float] = (0.02, 0.2)
+    autoaugment: bool = False
+    lighting: float = 0.0
+
+    def __call__(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, dev = images.shape[0], images.device
+        if self.autoaugment:
+            images = autoaugment(images)
+        u = lambda *shape: torch.rand(*shape, generator=gen, device=dev)  # noqa: E731
+        zoom = self.zoom[0] + (self.zoom[1] - self.zoom[0]) * u(n)
+        angle = torch.deg2rad(self.rotate * (2 * u(n) - 1)) * (u(n) < self.rotate_p)
+        offset = self.shift * 2 * (2 * u(n, 2) - 1) * (u(n, 1) < self.shift_p)
+        mirror = torch.where(u(n) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n, device=dev)
+        x = warp(images, self.size, self.crop / zoom, angle, offset, mirror)
+        if self.brightness or self.contrast:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            c = 1 + self.contrast * (2 * u(n, 1, 1, 1) - 1)
+            b = self.brightness * (2 * u(n, 1, 1, 1) - 1)
+            x = ((x - mean) * c + mean + b).clamp_(0, 1)
+        if self.lighting and x.shape[1] == 3:
+            x = pca_lighting(x, self.lighting, gen)
+        if self.erase_p:
+            x = erase(x, self.erase_p, self.erase_area, gen)
+        return x
+
+
+def warp(
+    images: torch.Tensor,
+    size: int,
+    scale: torch.Tensor | float,
+    angle: torch.Tensor | float = 0.0,
+    offset: torch.Tensor | None = None,
+    mirror: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
+    """Sample a size×size view of each image: `scale` is the view's side over the image's,
+    `offset` the view centre in normalised coordinates. With scale = k/S and no rotation the
+    samples fall exactly on pixel centres, so a centred view is an exact centre crop."""
+    n, dev = images.shape[0], images.device
+    as_batch = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev).expand(n)  # noqa: E731
+    scale, angle, mirror = as_batch(scale), as_batch(angle), as_batch(mirror)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 1] = cos * mirror, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin * mirror, cos
+    if offset is not None:
+        theta[:, :, 2] = offset
+    grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
+    x = images.float().div_(255)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# principal components of ImageNet RGB pixels (AlexNet's "PCA lighting", as timm/Zen-NAS use)
+_EIGVAL = (0.2175, 0.0188, 0.0045)
+_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+
+def pca_lighting(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
+    """Shift each RGB image along ImageNet's colour principal components by N(0, std) amounts."""
+    alpha = torch.randn(x.shape[0], 3, generator=gen, device=x.device) * std
+    eigval = torch.tensor(_EIGVAL, device=x.device)
+    eigvec = torch.tensor(_EIGVEC, device=x.device)
+    shift = (alpha * eigval) @ eigvec.T  # N×3
+    return (x + shift.view(-1, 3, 1, 1)).clamp_(0, 1)
+
+
+def autoaugment(images: torch.Tensor) -> torch.Tensor:
+    """torchvision's AutoAugment (ImageNet policy) drawn per image, as a per-image pipeline
+    would; it draws from torch's global RNG, which checkpoints save and restore."""
+    from torchvision.transforms import v2
+
+    policy = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
+    return torch.stack([policy(image) for image in images])
+
+
+def erase(
+    x: torch.Tensor, p: float, area: tuple[float, float], gen: torch.Generator
+) -> torch.Tensor:
+    """Random erasing: with probability p, a rectangle of `area` (fraction of the image, aspect
+    0.3–3.3) is replaced by uniform noise."""
+    n, _, h, w = x.shape
+    dev = x.device
+    u = lambda *shape: torch.rand(*shape, generator=gen, device=dev)  # noqa: E731
+    frac = area[0] + (area[1] - area[0]) * u(n)
+    aspect = torch.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * u(n))
+    eh = (torch.sqrt(frac * aspect) * h).clamp(1, h)
+    ew = (torch.sqrt(frac / aspect) * w).clamp(1, w)
+    top = u(n) * (h - eh)
+    left = u(n) * (w - ew)
+    rows = torch.arange(h, device=dev).view(1, h, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
+    inside = (
+        (rows >= top.view(n, 1, 1))
+        & (rows < (top + eh).view(n, 1, 1))
+        & (cols >= left.view(n, 1, 1))
+        & (cols < (left + ew).view(n, 1, 1))
+    )
+    mask = (inside & (u(n, 1, 1) < p)).unsqueeze(1)
+    return torch.where(mask, u(*x.shape), x)
+
+
+def center(images: torch.Tensor, size: int, crop: float = 1.0) -> torch.Tensor:
+    """The evaluation view: the centred crop (fraction `crop` of the side) resized to `size`."""
+    return warp(images, size, crop)
+
+
+def ten_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The four corner and the centre size×size crops of each image, and their mirror images:
+    10×N×C×size×size (crop-major), as TenCrop does."""
+    side = images.shape[-1]
+    x = images.float().div(255) if images.dtype == torch.uint8 else images
+    m = side - size
+    starts = ((0, 0), (0, m), (m, 0), (m, m), (m // 2, m // 2))
+    crops = [x[..., r : r + size, c : c + size] for r, c in starts]
+    return torch.stack(crops + [c.flip(-1) for c in crops])

@@ -1,0 +1,64 @@
+"""The trainer's checkpoint: one file holding everything needed to rebuild the network without
+code changes (registry name plus genotype or structure text), its labels and input view, the
+weights, the optimiser and schedule state, the epoch, every RNG state and the metrics so far.
+Written atomically (temp file in the same folder, then rename), so an interrupted write never
+leaves a corrupt checkpoint."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "fer-trainer-checkpoint/1"
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call `write(tmp_path)`, then rename the temp file over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save(path: str | Path, state: dict[str, Any]) -> Path:
+    return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a trainer checkpoint (expected format {FORMAT})")
+    return state
+
+
+def build_model(arch: dict[str, Any]) -> nn.Module:
+    """The network a checkpoint's `arch` describes, with fresh weights."""
+    from fer_core.models import create_model
+
+    return create_model(arch["model"], **arch.get("overrides", {}))
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(network in eval mode with the checkpoint's weights, checkpoint dict)."""
+    state = load(path)
+    model = build_model(state["arch"])
+    model.load_state_dict(state["model"])
+    return model.eval(), state

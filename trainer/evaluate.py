@@ -1,0 +1,193 @@
+"""`python -m trainer evaluate`: score a checkpoint (torch) or a model package (onnxruntime) on
+a dataset split, alike. Classes are matched by name: samples whose class the model lacks are
+left out and counted, and the metrics are in the model's label order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.data import Dataset
+from trainer.data.labels import index_map
+from trainer.inference import View, as_batch_tensor, logits_for, torch_forward
+from trainer.metrics import Metrics, compute
+
+
+@dataclass
+class Predictor:
+    """Anything that maps a normalised N×C×H×W batch to logits, with its labels and view."""
+
+    source: str
+    backend: str  # torch | onnxruntime
+    precision: str  # fp32 | int8
+    labels: list[str]
+    view: View
+    forward: Callable[[torch.Tensor], torch.Tensor]
+
+
+def load_predictor(
+    path: str | Path, precision: str = "fp32", device: str = "cpu", threads: int = 0
+) -> Predictor:
+    """A trainer checkpoint (`.pt`) or a model package (its folder, card or ONNX file)."""
+    path = Path(path)
+    if path.suffix in (".pt", ".pth"):
+        from trainer import checkpoint
+
+        model, state = checkpoint.load_model(path)
+        channels_last = state["recipe"].get("channels_last", False)
+        model = model.to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return Predictor(
+            str(path),
+            "torch",
+            "fp32",
+            list(state["labels"]),
+            View(**state["view"]),
+            torch_forward(model, channels_last),
+        )
+    from fer_core.zoo import FILES, load_package
+
+    package = load_package(path)
+    if path.suffix == ".onnx":
+        precision = next((p for p, name in FILES.items() if name == path.name), precision)
+    card = package.card
+    view = View(
+        size=card.input_size[0],
+        crop=card.crop.get("fraction", 1.0),
+        channels=card.channels,
+        scale=card.scale,
+        mean=tuple(card.mean),
+        std=tuple(card.std),
+        tta=card.tta,
+    )
+    return Predictor(
+        str(package.path),
+        "onnxruntime",
+        precision,
+        list(card.labels),
+        view,
+        onnx_forward(package.model_file(precision), threads),
+    )
+
+
+def onnx_forward(path: Path, threads: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    from fer_core.zoo import open_session
+
+    session = open_session(path, threads)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        batch = x.detach().cpu().contiguous().numpy().astype(np.float32, copy=False)
+        return torch.from_numpy(session.run(["logits"], {"image": batch})[0])
+
+    return forward
+
+
+@dataclass
+class Evaluation:
+    source: str
+    backend: str
+    precision: str
+    dataset: str
+    split: str
+    tta: str
+    left_out: int  # samples of classes the model does not have
+    seconds: float
+    metrics: Metrics
+
+    def report(self) -> str:
+        m = self.metrics
+        lines = [
+            f"{self.source} ({self.backend}, {self.precision}) on {self.dataset} {self.split}, "
+            f"TTA {self.tta}",
+            f"  {m.summary()}",
+        ]
+        if self.left_out:
+            lines.append(f"  {self.left_out} samples of classes the model lacks were left out")
+        width = max(len(n) for n in m.labels)
+        lines += [f"  recall {name:<{width}} {100 * r:6.2f}%" for name, r in m.recall.items()]
+        return "\n".join(lines)
+
+
+def split_images(dataset: Dataset, split: str, view: View) -> tuple[torch.Tensor, np.ndarray]:
+    """uint8 N×C×S×S images of a split (path datasets decoded at the side the view needs)."""
+    data = dataset[split]
+    if not data.in_memory:
+        data = data.materialize(round(view.size / view.crop), view.channels)
+    return as_batch_tensor(data.images), data.targets
+
+
+def evaluate(
+    predictor: Predictor,
+    dataset: Dataset,
+    split: str | None = None,
+    tta: str | None = None,
+    batch_size: int = 256,
+) -> Evaluation:
+    only = next(iter(dataset.splits)) if len(dataset.splits) == 1 else None
+    split = dataset.key(split or dataset.test or dataset.val or only or "test")
+    view = replace(predictor.view, tta=tta) if tta else predictor.view
+    images, targets = split_images(dataset, split, view)
+    mapping = np.array(
+        [-1 if i is None else i for i in index_map(dataset.labels, tuple(predictor.labels))]
+    )
+    mapped = mapping[targets]
+    keep = mapped >= 0
+    t0 = time.perf_counter()
+    logits = logits_for(
+        predictor.forward,
+        images[torch.from_numpy(keep)],
+        view,
+        batch_size,
+        progress=f"evaluate {split}",
+    )
+    seconds = time.perf_counter() - t0
+    return Evaluation(
+        source=predictor.source,
+        backend=predictor.backend,
+        precision=predictor.precision,
+        dataset=dataset.name,
+        split=dataset.describe(split),
+        tta=view.tta,
+        left_out=int((~keep).sum()),
+        seconds=seconds,
+        metrics=compute(logits, mapped[keep], predictor.labels),
+    )
+
+
+def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
+    """`evaluation.json` and `confusion.png` in `out`."""
+    from trainer.checkpoint import atomic_write
+    from trainer.plots import confusion
+
+    out = Path(out)
+    text = json.dumps(asdict(evaluation), indent=2)
+    files = {"json": atomic_write(out / "evaluation.json", lambda tmp: Path(tmp).write_text(text))}
+    m = evaluation.metrics
+    title = (
+        f"{Path(evaluation.source).name} on {evaluation.dataset} {evaluation.split}: "
+        f"top-1 {100 * m.top1:.2f}%"
+    )
+    files["confusion"] = confusion(m.confusion, m.labels, out / "confusion.png", title)
+    return files
+
+
+def as_card_metrics(evaluation: Evaluation) -> dict[str, Any]:
+    m = evaluation.metrics
+    return {
+        "split": evaluation.split,
+        "n": m.n,
+        "top1": round(m.top1, 6),
+        "top2": round(m.top2, 6),
+        "macro_f1": round(m.macro_f1, 6),
+        "tta": evaluation.tta,
+        "recall": m.recall,
+    }

@@ -1,0 +1,92 @@
+"""Pictures of results: training curves, confusion matrices, saliency maps (matplotlib, Agg),
+each written atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _figure(*args, **kwargs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(*args, **kwargs)
+
+
+def _save(plt, fig, path: str | Path) -> Path:
+    from trainer.checkpoint import atomic_write
+
+    fig.tight_layout()
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return out
+
+
+def training_curves(history: Sequence, path: str | Path) -> Path:
+    """Loss and top-1 per epoch, training (augmented batches) against validation."""
+    plt, fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(10, 4))
+    epochs = [r.epoch for r in history]
+    ax_loss.plot(epochs, [r.train_loss for r in history], label="train")
+    ax_loss.plot(epochs, [r.val_loss for r in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.plot(epochs, [100 * r.train_top1 for r in history], label="train (augmented)")
+    ax_acc.plot(epochs, [100 * r.val_top1 for r in history], label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="top-1 %", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(plt, fig, path)
+
+
+def confusion(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
+    """Row-normalised confusion matrix (true class per row) with counts and percentages."""
+    m = np.asarray(matrix, dtype=np.float64)
+    rows = m / np.maximum(m.sum(1, keepdims=True), 1)
+    plt, fig, ax = _figure(figsize=(1.0 * len(labels) + 2.5, 0.9 * len(labels) + 2))
+    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            colour = "white" if rows[i, j] > 0.5 else "black"
+            ax.text(
+                j,
+                i,
+                f"{100 * rows[i, j]:.0f}%\n{int(m[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=colour,
+            )
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(plt, fig, path)
+
+
+def saliency_grid(
+    images: Sequence[np.ndarray],
+    maps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    path: str | Path,
+) -> Path:
+    """Each face beside its saliency map and the two overlaid."""
+    n = len(images)
+    plt, fig, axes = _figure(n, 3, figsize=(6.5, 2.2 * n), squeeze=False)
+    for row, (image, sal, title) in enumerate(zip(images, maps, titles, strict=True)):
+        grey = image if image.ndim == 2 else image.mean(-1)
+        axes[row, 0].imshow(grey, cmap="gray")
+        axes[row, 0].set_title(title, fontsize=8)
+        axes[row, 1].imshow(sal, cmap="hot", vmin=0, vmax=1)
+        axes[row, 1].set_title("saliency", fontsize=8)
+        axes[row, 2].imshow(grey, cmap="gray")
+        axes[row, 2].imshow(sal, cmap="hot", alpha=0.5, vmin=0, vmax=1)
+        for ax in axes[row]:
+            ax.axis("off")
+    return _save(plt, fig, path)
