@@ -117,6 +117,19 @@ def benchmark_package(name_or_path: str, threads: int = 1, seconds: float = 3.0)
     )
 
 
+def _versus(base: Timing, other: Timing | None) -> tuple[str, ...]:
+    """Table cells: median and p90 of both timings and the speed-up of `other` ("-" if none)."""
+    cells = (f"{base.median_ms:.2f}", f"{base.p90_ms:.2f}")
+    if other is None:
+        return (*cells, "-", "-", "-")
+    return (
+        *cells,
+        f"{other.median_ms:.2f}",
+        f"{other.p90_ms:.2f}",
+        f"{base.median_ms / other.median_ms:.1f}×",
+    )
+
+
 def format_package_table(rows: list[PackageLatency]) -> str:
     return render(
         ("package", "input C×H×W", "threads", "fp32 ms", "p90", "int8 ms", "p90", "speed-up"),
@@ -125,17 +138,7 @@ def format_package_table(rows: list[PackageLatency]) -> str:
                 r.name,
                 size(r.channels, r.input_size),
                 str(r.threads),
-                f"{r.fp32.median_ms:.2f}",
-                f"{r.fp32.p90_ms:.2f}",
-                *(
-                    (
-                        f"{r.int8.median_ms:.2f}",
-                        f"{r.int8.p90_ms:.2f}",
-                        f"{r.fp32.median_ms / r.int8.median_ms:.1f}×",
-                    )
-                    if r.int8
-                    else ("-",) * 3
-                ),
+                *_versus(r.fp32, r.int8),
             )
             for r in rows
         ],
@@ -151,11 +154,7 @@ def format_table(rows: list[Latency]) -> str:
                 r.name,
                 size(r.channels, r.input_size),
                 str(r.threads),
-                f"{r.torch.median_ms:.2f}",
-                f"{r.torch.p90_ms:.2f}",
-                f"{r.onnxruntime.median_ms:.2f}",
-                f"{r.onnxruntime.p90_ms:.2f}",
-                f"{r.torch.median_ms / r.onnxruntime.median_ms:.1f}×",
+                *_versus(r.torch, r.onnxruntime),
             )
             for r in rows
         ],

@@ -166,18 +166,25 @@ def evaluate(
 def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
     """`evaluation.json` and `confusion.png` in `out`."""
     from trainer.checkpoint import atomic_write
-    from trainer.plots import confusion
 
     out = Path(out)
     text = json.dumps(asdict(evaluation), indent=2)
     files = {"json": atomic_write(out / "evaluation.json", lambda tmp: Path(tmp).write_text(text))}
+    files["confusion"] = confusion_picture(evaluation, out / "confusion.png")
+    return files
+
+
+def confusion_picture(evaluation: Evaluation, path: str | Path, name: str | None = None) -> Path:
+    """The confusion matrix as a PNG titled with the model (`name`, default its file name),
+    the split and the top-1."""
+    from trainer.plots import confusion
+
     m = evaluation.metrics
     title = (
-        f"{Path(evaluation.source).name} on {evaluation.dataset} {evaluation.split}: "
+        f"{name or Path(evaluation.source).name} on {evaluation.dataset} {evaluation.split}: "
         f"top-1 {100 * m.top1:.2f}%"
     )
-    files["confusion"] = confusion(m.confusion, m.labels, out / "confusion.png", title)
-    return files
+    return confusion(m.confusion, m.labels, path, title)
 
 
 def as_card_metrics(evaluation: Evaluation) -> dict[str, Any]:

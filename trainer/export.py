@@ -4,8 +4,6 @@ and output `logits` (N×classes), with a batch dimension that may vary."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,18 +12,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.checkpoint import atomic_write
+
 OPSET = 18
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int]) -> Path:
     """Write `model` to `path` atomically (a temp file in the same folder, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     example = torch.randn(2, *input_shape)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's chatter about deprecated paths
             program = torch.onnx.export(
@@ -40,10 +38,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int,
                 verbose=False,
             )
             program.save(tmp, external_data=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write)
     return path
 
 
@@ -260,8 +256,7 @@ def _write_card(folder: Path, card: dict) -> None:
 def _score(staging: Path, dataset, name: str, int8: bool, threads: int) -> dict:
     """The package's metrics on the validation and test splits (fp32, and int8 where shipped),
     with a confusion-matrix picture per split."""
-    from trainer import plots
-    from trainer.evaluate import as_card_metrics, evaluate, load_predictor
+    from trainer.evaluate import as_card_metrics, confusion_picture, evaluate, load_predictor
 
     metrics = {}
     for precision in ("fp32", "int8") if int8 else ("fp32",):
@@ -271,9 +266,7 @@ def _score(staging: Path, dataset, name: str, int8: bool, threads: int) -> dict:
             suffix = "" if precision == "fp32" else "/int8"
             metrics[f"{dataset.name}/{key}{suffix}"] = as_card_metrics(result)
             if precision == "fp32":
-                m = result.metrics
-                title = f"{name} on {dataset.name} {result.split}: top-1 {100 * m.top1:.2f}%"
-                plots.confusion(m.confusion, m.labels, staging / f"confusion-{key}.png", title)
+                confusion_picture(result, staging / f"confusion-{key}.png", name)
     return metrics
 
 

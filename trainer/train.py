@@ -166,7 +166,6 @@ class Batches:
         self, split: Split, side: int, channels: int, device: torch.device, stream: bool = True
     ):
         self.targets = torch.from_numpy(split.targets)
-        self.soft = None if split.soft is None else torch.from_numpy(split.soft)
         self.split, self.side, self.channels = split, side, channels
         too_big = len(split) * side * side * channels > STREAM_ABOVE_BYTES
         if stream and not split.in_memory and too_big:
@@ -219,11 +218,9 @@ class _Decoded(torch.utils.data.Dataset):
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if recipe.decay_norm_and_bias or p.ndim > 1 else no_decay).append(p)
-        del name
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if recipe.decay_norm_and_bias or p.ndim > 1 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
