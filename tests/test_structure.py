@@ -3,19 +3,9 @@ import torch
 from conftest import assert_points_at
 
 from fer_core.models import create_model
-from fer_core.models.structure import ZENNET_M, ZENNET_R, Structure
+from fer_core.models.structure import INIT_M, INIT_R, ZENNET_M, ZENNET_R, Structure
 from fer_core.models.syntax import ArchitectureSyntaxError
 from fer_core.models.zennet import ZenNet
-
-# The initial structures of the FER searches (REFERENCE §2.2): other block types and kernels.
-INIT_M = (
-    "SuperConvK3BNRELU(3,8,2,1)SuperResIDWE6K3(8,32,2,8,1)SuperResIDWE6K3(32,48,2,32,1)"
-    "SuperResIDWE6K3(48,96,2,48,1)SuperResIDWE6K3(96,128,2,96,1)SuperConvK1BNRELU(128,2048,1,1)"
-)
-INIT_R = (
-    "SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,1,8,1)SuperResK3K3(16,32,2,16,1)"
-    "SuperResK3K3(32,64,2,32,1)SuperResK3K3(64,64,2,32,1)SuperConvK1BNRELU(64,128,1,1)"
-)
 
 
 @pytest.mark.parametrize("text", [ZENNET_M, ZENNET_R, INIT_M, INIT_R])

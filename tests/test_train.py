@@ -226,3 +226,22 @@ def test_every_recipe_builds_its_training_batch(name):
     assert targets.shape == (6 * crops, 7)
     assert torch.allclose(targets.sum(1), torch.ones(6 * crops))
     assert torch.equal(x, batch()[0])
+
+
+def test_model_options_reach_the_builder_and_the_checkpoint(tiny_fer2013, tmp_path, capsys):
+    from trainer.cli import main
+
+    torch.set_num_threads(1)
+    flags = ["--dataset", "fer2013", "--data", str(tiny_fer2013), "--recipe", "cpu-fast",
+             "--epochs", "1", "--batch-size", "64"]  # fmt: skip
+    small = ["--model-option", "layers=3", "--model-option", "channels=4"]
+    assert (
+        main(["train", "--model", "autofernet", *small, *flags, "--out", str(tmp_path / "a")]) == 0
+    )
+    arch = checkpoint.load(tmp_path / "a" / "last.pt")["arch"]
+    assert arch["overrides"]["layers"] == 3 and arch["overrides"]["channels"] == 4
+    # 3 cells of 4 channels: the auxiliary head (0.4M) is most of what is left of 2.6M
+    assert sum(p.numel() for p in checkpoint.build_model(arch).parameters()) < 500_000
+    bad = ["--model-option", "depth=3"]
+    assert main(["train", "--model", "vgg-fer-s", *bad, *flags, "--out", str(tmp_path / "b")]) == 2
+    assert "model 'vgg-fer-s' with options" in capsys.readouterr().err

@@ -68,9 +68,10 @@ def warp(
     offset: torch.Tensor | None = None,
     mirror: torch.Tensor | float = 1.0,
 ) -> torch.Tensor:
-    """Sample a size×size view of each image: `scale` is the view's side over the image's,
-    `offset` the view centre in normalised coordinates. With scale = k/S and no rotation the
-    samples fall exactly on pixel centres, so a centred view is an exact centre crop."""
+    """Sample a size×size view of each image (uint8, or float in [0, 1]): `scale` is the view's
+    side over the image's, `offset` the view centre in normalised coordinates. With scale = k/S
+    and no rotation the samples fall exactly on pixel centres, so a centred view is an exact
+    centre crop."""
     n, dev = images.shape[0], images.device
     as_batch = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev).expand(n)  # noqa: E731
     scale, angle, mirror = as_batch(scale), as_batch(angle), as_batch(mirror)
@@ -81,8 +82,15 @@ def warp(
     if offset is not None:
         theta[:, :, 2] = offset
     grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
-    x = images.float().div_(255)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(
+        unit_range(images), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
+def unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels → float in [0, 1]; a float batch is taken to be in [0, 1] already (as a
+    model package's ensemble graph feeds its members)."""
+    return images.float().div(255) if images.dtype == torch.uint8 else images
 
 
 # principal components of ImageNet RGB pixels (AlexNet's "PCA lighting", as timm/Zen-NAS use)
@@ -147,7 +155,7 @@ def ten_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """The four corner and the centre size×size crops of each image, and their mirror images:
     10×N×C×size×size (crop-major), as TenCrop does."""
     side = images.shape[-1]
-    x = images.float().div(255) if images.dtype == torch.uint8 else images
+    x = unit_range(images)
     m = side - size
     starts = ((0, 0), (0, m), (m, 0), (m, m), (m // 2, m // 2))
     crops = [x[..., r : r + size, c : c + size] for r, c in starts]

@@ -53,7 +53,11 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     """The network a checkpoint's `arch` describes, with fresh weights."""
     from fer_core.models import create_model
 
-    return create_model(arch["model"], **arch.get("overrides", {}))
+    overrides = arch.get("overrides", {})
+    try:
+        return create_model(arch["model"], **overrides)
+    except TypeError as err:  # an option the builder does not take
+        raise ValueError(f"model {arch['model']!r} with options {overrides}: {err}") from None
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

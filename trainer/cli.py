@@ -188,6 +188,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a builder option of the model, recorded in the checkpoint (repeatable): "
+        "layers=8, channels=16 (Auto-FERNet), lw_att=True (ZenNet), ...",
+    )
+    p.add_argument(
         "--init",
         metavar="CHECKPOINT",
         help="fine-tune: start from these weights (output rows matched by label name)",
@@ -200,18 +208,24 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _recipe_flags(p)
 
 
-def _recipe_from_args(args: argparse.Namespace, family: str):
+def _recipe_overrides(args: argparse.Namespace) -> dict:
+    """The recipe flags the user set (see `_recipe_flags`)."""
     from dataclasses import fields
 
-    from trainer.recipes import FAMILY_RECIPE, Recipe, get_recipe
+    from trainer.recipes import Recipe
 
-    recipe = get_recipe(args.recipe or FAMILY_RECIPE[family])
     values = {}
     for f in fields(Recipe):
         value = getattr(args, f.name, None)
         if value is not None and f.name not in ("name", "description"):
             values[f.name] = tuple(value) if isinstance(value, list) else value
-    return recipe.override(**values)
+    return values
+
+
+def _recipe_from_args(args: argparse.Namespace, family: str):
+    from trainer.recipes import FAMILY_RECIPE, get_recipe
+
+    return get_recipe(args.recipe or FAMILY_RECIPE[family]).override(**_recipe_overrides(args))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -234,6 +248,7 @@ def _train(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         init=args.init,
         command=args.command,
+        model_options=_model_options(args.model_option),
     )
     result = train(config, resume=args.resume)
     print(
@@ -241,6 +256,22 @@ def _train(args: argparse.Namespace) -> int:
         f" of {result.epochs}; checkpoints in {result.out}"
     )
     return 0
+
+
+def _model_options(items: list[str]) -> dict:
+    """`KEY=VALUE` strings as builder keyword arguments (numbers and booleans as such)."""
+    import ast
+
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--model-option {item!r}: expected KEY=VALUE, e.g. layers=8")
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return options
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -405,6 +436,13 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _print_package(result) -> None:
+    """What an exported package scored, as its card records it."""
+    print(f"wrote {result.path}: fp32 parity max |diff| {result.parity.max_abs_diff:.2e}")
+    for key, m in result.card["metrics"].items():
+        print(f"  {key:<24} top-1 {100 * m['top1']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%")
+
+
 def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -427,14 +465,181 @@ def _export(args: argparse.Namespace) -> int:
         threads=args.threads,
         tta=args.tta,
     )
-    print(f"wrote {result.path}: fp32 parity max |diff| {result.parity.max_abs_diff:.2e}")
-    for key, m in result.card["metrics"].items():
-        print(f"  {key:<24} top-1 {100 * m['top1']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%")
+    _print_package(result)
     if result.int8_agreement is not None:
         print(f"  int8 top-1 agreement with fp32: {100 * result.int8_agreement:.2f}%")
     if args.default:
         (Path(args.out).parent / DEFAULT_FILE).write_text(Path(args.out).name + "\n")
     return 0
+
+
+def _fes_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--votes", required=True, help="FER+ votes, fer2013new.csv")
+    p.add_argument("--out", required=True, help="JSON file to write (a heat-map PNG goes beside)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.03,
+        help="list the class pairs above this similarity (relabel training's τ_f)",
+    )
+
+
+def _fes(args: argparse.Namespace) -> int:
+    from trainer.fes import fes_from_votes, write_fes
+
+    fes = fes_from_votes(args.votes)
+    files = write_fes(fes, args.out, args.threshold)
+    width = max(len(n) for n in fes.labels)
+    print(" " * width + "".join(f"{n[:8]:>9}" for n in fes.labels))
+    for name, row in zip(fes.labels, fes.matrix, strict=True):
+        print(f"{name:<{width}}" + "".join(f"{v:9.5f}" for v in row))
+    pairs = ", ".join(f"{a}↔{b}" for a, b, _ in fes.pairs_above(args.threshold))
+    print(f"pairs above {args.threshold}: {pairs}")
+    print(f"wrote {files['json']}, {files['png']}", file=sys.stderr)
+    return 0
+
+
+def _relabel_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("snapshot", help="checkpoint to start from (a run's snapshot-85.pt / -90.pt)")
+    _data_flags(p)
+    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, flips)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--fes", help="FES JSON (python -m trainer fes): flips need FES > τ_f")
+    which.add_argument(
+        "--no-fes", action="store_true", help="softmax only: flip whenever p[k] − p[y] < τ_r"
+    )
+    p.add_argument("--relabel-threshold", type=float, default=0.2, help="τ_r (default 0.2)")
+    p.add_argument("--fes-threshold", type=float, default=0.03, help="τ_f (default 0.03)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    _recipe_flags(p)  # defaults: the snapshot's recipe, 100 epochs, its lr at its epoch
+
+
+def _relabel(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer.relabel import relabel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = _recipe_overrides(args)
+    epochs = overrides.pop("epochs", 100)
+    lr = overrides.pop("lr", None)
+    result = relabel(
+        args.snapshot,
+        args.dataset,
+        args.data,
+        args.out,
+        None if args.no_fes else args.fes,
+        relabel_threshold=args.relabel_threshold,
+        fes_threshold=args.fes_threshold,
+        epochs=epochs,
+        lr=lr,
+        overrides=overrides,
+        seed=args.seed,
+        device=args.device,
+        resume=args.resume,
+        skip_bad=args.skip_bad,
+        command=args.command,
+    )
+    print(
+        f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
+        f" of {result.epochs}; flips in {result.out / 'flips.csv'}"
+    )
+    return 0
+
+
+def _ensemble_args(p: argparse.ArgumentParser) -> None:
+    from trainer.ensemble import COMBINE, SELECT
+
+    p.add_argument("members", nargs="+", help="checkpoints (.pt) or model packages")
+    _data_flags(p)
+    p.add_argument("--combine", default="logits", choices=COMBINE, help="average logits or probs")
+    p.add_argument(
+        "--select",
+        default="greedy",
+        choices=SELECT,
+        help="greedy: forward selection on the validation split; all: every member",
+    )
+    p.add_argument("--max-members", type=int, default=0, help="at most this many (0: no limit)")
+    p.add_argument("--out", help="write the ensemble as one model package in this folder")
+    p.add_argument("--name", help="package name (default: the folder's name)")
+    p.add_argument("--int8", action="store_true", help="also write model.int8.onnx")
+    p.add_argument("--report", help="folder for ensemble.json and the confusion PNGs")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from trainer.data import read_dataset
+    from trainer.ensemble import ensemble, export_ensemble
+    from trainer.evaluate import write_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    result = ensemble(
+        args.members,
+        dataset,
+        mode=args.combine,
+        select=args.select,
+        max_members=args.max_members,
+        threads=args.threads,
+    )
+    print(result.report())
+    if args.report:
+        for evaluation in (result.val, result.test):
+            key = evaluation.split.split()[0]
+            write_report(evaluation, Path(args.report) / key)
+        text = json.dumps(asdict(result), indent=2, default=str)
+        (Path(args.report) / "ensemble.json").write_text(text)
+        print(f"wrote {args.report}/ensemble.json and val/, test/ reports", file=sys.stderr)
+    if args.out:
+        package = export_ensemble(
+            result,
+            args.members,
+            args.out,
+            dataset,
+            name=args.name,
+            int8=args.int8,
+            threads=args.threads,
+            command=args.command,
+        )
+        _print_package(package)
+    return 0
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    from trainer.data import READERS
+    from trainer.search import sgas, zen
+
+    p.add_argument("--method", required=True, choices=("sgas", "zen"), help="search algorithm")
+    p.add_argument("--out", required=True, help="search folder (state, log, result, pictures)")
+    p.add_argument("--dataset", default="fer2013", choices=sorted(READERS), help="SGAS only")
+    p.add_argument("--data", help="dataset file or folder (SGAS only)")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    sgas.add_arguments(p.add_argument_group("SGAS (--method sgas, REFERENCE §1.2)"))
+    zen.add_arguments(p.add_argument_group("Zen-NAS (--method zen, REFERENCE §2.1–2.2)"))
+
+
+def _search(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer.search import sgas, zen
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.method == "sgas" and not args.data:
+        raise ValueError("--method sgas needs --data (the FER2013 csv or its folder)")
+    return {"sgas": sgas.run, "zen": zen.run}[args.method](args)
 
 
 VERBS: dict[str, Verb] = {
@@ -448,6 +653,20 @@ VERBS: dict[str, Verb] = {
     "train": Verb("train a model on a dataset with a recipe", _train_args, _train),
     "kfold": Verb(
         "fine-tune a checkpoint k-fold on CK+ (subject folds, or the paper's)", _kfold_args, _kfold
+    ),
+    "fes": Verb("FES matrix from FER+ votes (JSON + heat map)", _fes_args, _fes),
+    "relabel": Verb(
+        "fine-tune a snapshot with Auto-FERNet's relabel rule (FES or softmax)",
+        _relabel_args,
+        _relabel,
+    ),
+    "ensemble": Verb(
+        "average checkpoints / packages, chosen on validation; export one package",
+        _ensemble_args,
+        _ensemble,
+    ),
+    "search": Verb(
+        "architecture search: SGAS genotype or Zen-NAS structure string", _search_args, _search
     ),
     "models": Verb("list the registered models with parameters and MACs", _models_args, _models),
     "benchmark": Verb(
@@ -471,17 +690,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        import torch  # noqa: F401  (the verbs' flags come from modules that build networks)
+    except ImportError:
+        print("python -m trainer needs the train extra: pip install -e '.[train]'", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     args.command = shlex.join(["python", "-m", "trainer", *argv])  # recorded in checkpoints
     # Our own messages at INFO; the exporters' chatter only when it is a warning.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("fer_core", "trainer"):
         logging.getLogger(name).setLevel(logging.INFO)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("python -m trainer needs the train extra: pip install -e '.[train]'", file=sys.stderr)
-        return 2
     try:
         return VERBS[args.verb].run(args)
     except (KeyError, ValueError, FileNotFoundError) as err:

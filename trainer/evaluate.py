@@ -125,13 +125,25 @@ def split_images(dataset: Dataset, split: str, view: View) -> tuple[torch.Tensor
     return as_batch_tensor(data.images), data.targets
 
 
-def evaluate(
+@dataclass
+class Predictions:
+    """A predictor's logits on a split (the samples whose class it has), in its label order."""
+
+    logits: np.ndarray
+    targets: np.ndarray  # indices into the predictor's labels
+    split: str  # described: `test (PrivateTest)`
+    tta: str
+    left_out: int  # samples of classes the model does not have
+    seconds: float
+
+
+def predict(
     predictor: Predictor,
     dataset: Dataset,
     split: str | None = None,
     tta: str | None = None,
     batch_size: int = 256,
-) -> Evaluation:
+) -> Predictions:
     only = next(iter(dataset.splits)) if len(dataset.splits) == 1 else None
     split = dataset.key(split or dataset.test or dataset.val or only or "test")
     view = replace(predictor.view, tta=tta) if tta else predictor.view
@@ -149,17 +161,34 @@ def evaluate(
         batch_size,
         progress=f"evaluate {split}",
     )
-    seconds = time.perf_counter() - t0
+    return Predictions(
+        logits=logits,
+        targets=mapped[keep],
+        split=dataset.describe(split),
+        tta=view.tta,
+        left_out=int((~keep).sum()),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def evaluate(
+    predictor: Predictor,
+    dataset: Dataset,
+    split: str | None = None,
+    tta: str | None = None,
+    batch_size: int = 256,
+) -> Evaluation:
+    p = predict(predictor, dataset, split, tta, batch_size)
     return Evaluation(
         source=predictor.source,
         backend=predictor.backend,
         precision=predictor.precision,
         dataset=dataset.name,
-        split=dataset.describe(split),
-        tta=view.tta,
-        left_out=int((~keep).sum()),
-        seconds=seconds,
-        metrics=compute(logits, mapped[keep], predictor.labels),
+        split=p.split,
+        tta=p.tta,
+        left_out=p.left_out,
+        seconds=p.seconds,
+        metrics=compute(p.logits, p.targets, predictor.labels),
     )
 
 

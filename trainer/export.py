@@ -131,26 +131,74 @@ def export_package(
     threads: int = 0,
     tta: str | None = None,
 ) -> PackageResult:
-    """Write a model package for a trainer checkpoint: model.onnx (checked against torch on real
-    validation images), model.int8.onnx (calibrated on training images), card.json with the
-    package's own metrics on the validation and test splits as onnxruntime measures them, and
-    the pictures (training curves, confusion matrices). The folder is assembled beside `out`
-    and swapped in at the end, so a failed export leaves the old package in place."""
-    import shutil
-
+    """Write a model package for a trainer checkpoint (see `write_package`), with the training
+    curves of its run."""
+    from fer_core.models import get_spec
     from trainer import checkpoint
-    from trainer.benchmark import benchmark_package
     from trainer.inference import View
 
-    out = Path(out)
     model, state = checkpoint.load_model(checkpoint_path)
     view = View(**{**state["view"], **({"tta": tta} if tta else {})})
+    identity = PackageIdentity(
+        name=name or Path(out).name,
+        family=get_spec(state["arch"]["model"]).family,
+        labels=list(state["labels"]),
+        architecture=state["arch"],
+        train=_train_record(state),
+    )
+    curves = Path(checkpoint_path).parent / "curves.png"
+    return write_package(
+        model,
+        view,
+        identity,
+        out,
+        dataset,
+        int8=int8,
+        calibration_images=calibration_images,
+        threads=threads,
+        pictures=[curves] if curves.is_file() else [],
+    )
+
+
+@dataclass
+class PackageIdentity:
+    """What a card says of the network besides how to feed it and what it scored."""
+
+    name: str
+    family: str
+    labels: list[str]
+    architecture: dict
+    train: dict
+
+
+def write_package(
+    model: nn.Module,
+    view,
+    identity: PackageIdentity,
+    out: str | Path,
+    dataset,
+    *,
+    int8: bool = True,
+    calibration_images: int = 512,
+    threads: int = 0,
+    pictures: list[Path] = (),
+) -> PackageResult:
+    """Write a model package for `model` fed as `view`: model.onnx (checked against torch on
+    real validation images), model.int8.onnx (calibrated on training images), card.json with the
+    package's own metrics on the validation and test splits as onnxruntime measures them, and
+    the pictures (confusion matrices, plus `pictures`). The folder is assembled beside `out` and
+    swapped in at the end, so a failed export leaves the old package in place."""
+    import shutil
+
+    from trainer.benchmark import benchmark_package
+
+    out = Path(out)
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         files, parity = _write_models(model, view, dataset, staging, int8, calibration_images)
-        card = _card(name or out.name, model, state, view, files, parity)
+        card = _card(identity, model, view, files, parity)
         _write_card(staging, card)  # the package is now complete enough to be run
         card["metrics"] = _score(staging, dataset, card["name"], int8, threads)
         agreement = None
@@ -168,9 +216,8 @@ def export_package(
             "int8": round(latency.int8.median_ms, 3) if latency.int8 else None,
             "how": "onnxruntime CPU, one face (batch 1), median after warm-up, at export",
         }
-        curves = Path(checkpoint_path).parent / "curves.png"
-        if curves.is_file():
-            shutil.copyfile(curves, staging / "curves.png")
+        for picture in pictures:
+            shutil.copyfile(picture, staging / picture.name)
         _write_card(staging, card)
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -207,17 +254,31 @@ def _write_models(model, view, dataset, staging: Path, int8: bool, calibration_i
     return files, parity
 
 
-def _card(name: str, model, state: dict, view, files: list[Path], parity: Parity) -> dict:
-    from fer_core.models import get_spec
+def _train_record(state: dict) -> dict:
+    """The card's `train`: how a checkpoint was trained, from the checkpoint itself."""
+    return {
+        "dataset": state["dataset"]["name"],
+        "command": state["command"],
+        "recipe": state["recipe"]["name"],
+        "epochs": state["recipe"]["epochs"],
+        "seed": state["seed"],
+        "checkpoint_epoch": state["epoch"] + 1,
+        "selected_on": f"{state['dataset']['val']} top-1 (best epoch)",
+        "wall_seconds": round(sum(r["seconds"] for r in state["history"]), 1),
+        "init": state.get("init"),
+    }
+
+
+def _card(identity: PackageIdentity, model, view, files: list[Path], parity: Parity) -> dict:
     from fer_core.models.complexity import measure
     from fer_core.zoo import sha256
 
     complexity = measure(model, (view.channels, view.size, view.size))
-    data = state["dataset"]["name"]
+    data = identity.train["dataset"]
     return {
-        "name": name,
-        "family": get_spec(state["arch"]["model"]).family,
-        "labels": state["labels"],
+        "name": identity.name,
+        "family": identity.family,
+        "labels": identity.labels,
         "input_size": [view.size, view.size],
         "channels": view.channels,
         "scale": view.scale,
@@ -232,18 +293,8 @@ def _card(name: str, model, state: dict, view, files: list[Path], parity: Parity
         "tta": view.tta,
         "params": complexity.params,
         "macs": complexity.macs,
-        "architecture": state["arch"],
-        "train": {
-            "dataset": data,
-            "command": state["command"],
-            "recipe": state["recipe"]["name"],
-            "epochs": state["recipe"]["epochs"],
-            "seed": state["seed"],
-            "checkpoint_epoch": state["epoch"] + 1,
-            "selected_on": f"{state['dataset']['val']} top-1 (best epoch)",
-            "wall_seconds": round(sum(r["seconds"] for r in state["history"]), 1),
-            "init": state.get("init"),
-        },
+        "architecture": identity.architecture,
+        "train": identity.train,
         "sha256": {f.name: sha256(f) for f in files},
         "extra": {"parity": asdict(parity)},
     }

@@ -49,25 +49,41 @@ def confusion(
     """Row-normalised confusion matrix (true class per row) with counts and percentages."""
     m = np.asarray(matrix, dtype=np.float64)
     rows = m / np.maximum(m.sum(1, keepdims=True), 1)
-    plt, fig, ax = _figure(figsize=(1.0 * len(labels) + 2.5, 0.9 * len(labels) + 2))
-    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            colour = "white" if rows[i, j] > 0.5 else "black"
-            ax.text(
-                j,
-                i,
-                f"{100 * rows[i, j]:.0f}%\n{int(m[i, j])}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color=colour,
-            )
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    cells = [
+        [f"{100 * rows[i, j]:.0f}%\n{int(m[i, j])}" for j in range(len(m))] for i in range(len(m))
+    ]
+    return heatmap(rows, labels, labels, path, title, cells, ("predicted", "true"), vmax=1.0)
+
+
+def heatmap(
+    values: np.ndarray,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    path: str | Path,
+    title: str,
+    cells: Sequence[Sequence[str]],
+    axes: tuple[str, str] = ("", ""),
+    vmax: float | None = None,
+    cmap: str = "Blues",
+) -> Path:
+    """A matrix as a coloured grid with the text of each cell written on it."""
+    plt, fig, ax = _figure(figsize=(1.0 * len(columns) + 2.5, 0.9 * len(rows) + 2))
+    _grid(fig, ax, values, rows, columns, cells, vmax, cmap)
+    ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     return _save(plt, fig, path)
+
+
+def _grid(fig, ax, values, rows, columns, cells, vmax: float | None, cmap: str) -> None:
+    values = np.asarray(values, dtype=np.float64)
+    top = vmax if vmax is not None else max(float(values.max()), 1e-12)
+    image = ax.imshow(values, cmap=cmap, vmin=0, vmax=top)
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            colour = "white" if values[i, j] > 0.5 * top else "black"
+            ax.text(j, i, cells[i][j], ha="center", va="center", fontsize=7, color=colour)
+    fig.colorbar(image, ax=ax, fraction=0.046)
 
 
 def saliency_grid(
@@ -89,4 +105,19 @@ def saliency_grid(
         axes[row, 2].imshow(sal, cmap="hot", alpha=0.5, vmin=0, vmax=1)
         for ax in axes[row]:
             ax.axis("off")
+    return _save(plt, fig, path)
+
+
+def flips_figure(
+    per_epoch: Sequence[int], total: np.ndarray, labels: Sequence[str], path: str | Path
+) -> Path:
+    """Relabel training: label flips per epoch, and all flips by (from, to) class pair."""
+    plt, fig, (ax_line, ax_grid) = _figure(1, 2, figsize=(12, 4.8))
+    ax_line.plot(range(1, len(per_epoch) + 1), per_epoch, marker="o", markersize=3)
+    ax_line.set(xlabel="epoch", ylabel="labels flipped", title="flips per epoch")
+    ax_line.grid(alpha=0.3)
+    total = np.asarray(total)
+    cells = [[str(int(c)) if c else "" for c in row] for row in total]
+    _grid(fig, ax_grid, total, labels, labels, cells, max(int(total.max()), 1), "Purples")
+    ax_grid.set(xlabel="trained as", ylabel="dataset label", title="flips, all epochs")
     return _save(plt, fig, path)

@@ -28,6 +28,10 @@ class Recipe:
     mixup: float = 0.0  # Beta(α, α); 0 = off
     aux_weight: float = 0.0  # Auto-FERNet auxiliary head
     drop_path: float = 0.0  # Auto-FERNet: ramps linearly to this over the run
+    # the ramp as drop_path · (drop_path_from + epoch) / (drop_path_over or epochs): a fine-tune
+    # (relabel training) continues the ramp of the run it starts from
+    drop_path_from: int = 0
+    drop_path_over: int = 0
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     sam_rho: float = 0.05
     balanced: bool = False  # sample classes ∝ 1 / frequency (AffectNet in POSTER V2)
@@ -53,6 +57,18 @@ class Recipe:
     lighting: float = 0.0  # PCA lighting σ (RGB models)
     channels_last: bool = False
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+
+    def drop_path_at(self, epoch: int) -> float:
+        return self.drop_path * (self.drop_path_from + epoch) / (self.drop_path_over or self.epochs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """A recipe from its checkpointed dict; fields newer than the checkpoint keep their
+        defaults, and pairs come back as tuples."""
+        known = {f.name for f in fields(cls)}
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        )
 
     def override(self, **values: Any) -> Recipe:
         known = {f.name for f in fields(self)}

@@ -16,7 +16,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from trainer.data import Dataset, Split, read_dataset
 from trainer.inference import View, as_batch_tensor, logits_for, torch_forward
 from trainer.metrics import Metrics, compute
 from trainer.recipes import Recipe
+from trainer.relabel import Relabeler, RelabelRule
 
 SNAPSHOTS = (85, 90)
 STREAM_ABOVE_BYTES = 4 << 30  # path datasets larger than this are decoded per batch
@@ -50,6 +51,8 @@ class TrainConfig:
     skip_bad: bool = False
     command: str = ""
     init: str | None = None  # start from this checkpoint's weights (fine-tuning)
+    relabel: RelabelRule | None = None  # relabel training (trainer.relabel)
+    model_options: dict[str, Any] = field(default_factory=dict)  # builder options (layers=8)
 
 
 @dataclass
@@ -101,21 +104,32 @@ def describe_architecture(model: str, num_classes: int) -> dict[str, Any]:
         }
     text = path.read_text()
     if "normal" in text or "Genotype" in text:
-        name, key, description = "autofernet", "genotype", Genotype.from_file(path)
-    else:
-        name, key, description = "zennet-m-sa", "structure", Structure.from_file(path)
-    return {"model": name, "overrides": {"num_classes": num_classes, key: description.to_text()}}
+        genotype = Genotype.from_file(path)
+        return {
+            "model": "autofernet",
+            "overrides": {"num_classes": num_classes, "genotype": genotype.to_text()},
+        }
+    structure = Structure.from_file(path)  # trained with the input channels it was searched for
+    overrides = {"structure": structure.to_text(), "in_chans": structure.blocks[0].c_in}
+    return {"model": "zennet-m-sa", "overrides": {"num_classes": num_classes, **overrides}}
 
 
 def view_of(arch: dict[str, Any], recipe: Recipe) -> View:
+    """The evaluation view: the recipe's size and crop, the model's normalisation; a network
+    built with other input channels than its registry entry (a grey searched ZenNet) gets the
+    channel mean of that normalisation."""
     spec = get_spec(arch["model"])
+    channels = arch.get("overrides", {}).get("in_chans", spec.channels)
+    mean, std = tuple(spec.mean), tuple(spec.std)
+    if channels != spec.channels:
+        mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
     return View(
         size=recipe.eval_size or spec.input_size[0],
         crop=recipe.eval_crop,
-        channels=spec.channels,
+        channels=channels,
         scale=spec.scale,
-        mean=tuple(spec.mean),
-        std=tuple(spec.std),
+        mean=mean,
+        std=std,
         tta=recipe.eval_tta,
     )
 
@@ -273,9 +287,14 @@ def soft_targets(y: torch.Tensor, classes: int, smoothing: float) -> torch.Tenso
     return t * (1 - smoothing) + smoothing / classes
 
 
+Targets = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
 class Step:
     """One optimisation step on a batch: forward (with the auxiliary head where the network has
-    one), loss against soft targets, backward, clipping, and the optimiser (SAM: twice)."""
+    one), loss against soft targets, backward, clipping, and the optimiser (SAM: twice).
+    Targets may be a function of the forward pass's (detached) logits, as relabel training's
+    are; whatever it returns serves both losses and both SAM passes."""
 
     def __init__(
         self,
@@ -288,19 +307,24 @@ class Step:
         self.autocast = recipe.amp and device.type == "cuda"
         self.device_type = device.type
 
-    def loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(
+        self, x: torch.Tensor, targets: Targets
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, detached float logits, the targets used)."""
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(x)
             logits, aux = out if isinstance(out, tuple) else (out, None)
+            if callable(targets):
+                targets = targets(logits.detach().float())
             loss = F.cross_entropy(logits.float(), targets)
             if aux is not None and self.recipe.aux_weight:
                 loss = loss + self.recipe.aux_weight * F.cross_entropy(aux.float(), targets)
-        return loss, logits.detach().float()
+        return loss, logits.detach().float(), targets
 
-    def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, targets: Targets) -> tuple[float, torch.Tensor]:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.optimizer.zero_grad(set_to_none=True)
-        loss, logits = self.loss(x, targets)
+        loss, logits, targets = self.loss(x, targets)
         loss.backward()
         if self.recipe.optimizer == "sam-adam":
             # ascend to the worst point within radius ρ, take the gradient there, come back
@@ -327,7 +351,8 @@ class Step:
 # ------------------------------------------------------------------------------ the run
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """Every RNG a run draws from, for its checkpoint (exact resume)."""
     state = {
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),
@@ -338,7 +363,7 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -393,13 +418,7 @@ def train(config: TrainConfig, resume: bool = False, dataset: Dataset | None = N
     if resume:
         state = checkpoint.load(out / "last.pt")
         arch, view = state["arch"], View(**state["view"])
-        recipe = Recipe(
-            **{
-                **state["recipe"],
-                "zoom": tuple(state["recipe"]["zoom"]),
-                "erase_area": tuple(state["recipe"]["erase_area"]),
-            }
-        )
+        recipe = Recipe.from_dict(state["recipe"])
         if state["labels"] != labels:
             raise ValueError(
                 f"{out / 'last.pt'} was trained on labels {state['labels']}, "
@@ -410,8 +429,16 @@ def train(config: TrainConfig, resume: bool = False, dataset: Dataset | None = N
         if (out / "last.pt").exists():
             raise FileExistsError(f"{out} already holds a run; use --resume or another --out")
         arch = describe_architecture(config.model, len(labels))
+        arch["overrides"].update(config.model_options)
         view = view_of(arch, recipe)
         seed = config.seed
+    relabeler = None
+    if state is not None and state.get("relabel"):
+        relabeler = Relabeler.from_state(state["relabel"])
+    elif config.relabel is not None:
+        if recipe.mixup:
+            raise ValueError("relabel training needs hard labels: the recipe's mixup must be 0")
+        relabeler = Relabeler(config.relabel, labels)
 
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -437,7 +464,7 @@ def train(config: TrainConfig, resume: bool = False, dataset: Dataset | None = N
         history = [EpochRow(**row) for row in state["history"]]
         start_epoch, best = state["epoch"] + 1, state["best"]
         snapshots_taken = state["snapshots"]
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
 
     train_size = recipe.train_size or view.size
     train_split, val_split = dataset[dataset.train], dataset[dataset.val]
@@ -461,8 +488,10 @@ def train(config: TrainConfig, resume: bool = False, dataset: Dataset | None = N
             order = torch.randperm(len(train_data), generator=gen_cpu)
         else:
             order = torch.multinomial(sample_weights, len(train_data), True, generator=gen_cpu)
+        if relabeler is not None:
+            relabeler.flips.start_epoch()
         if hasattr(model, "drop_path_prob"):
-            model.drop_path_prob = recipe.drop_path * epoch / recipe.epochs
+            model.drop_path_prob = recipe.drop_path_at(epoch)
         model.train()
         step = Step(model, optimizer, recipe, device)
         seen = correct = 0
@@ -484,7 +513,11 @@ def train(config: TrainConfig, resume: bool = False, dataset: Dataset | None = N
             x, y, targets = training_batch(
                 images, y, recipe, view, augment, gen_dev, mix_rng, classes
             )
+            if relabeler is not None and relabeler.active(epoch):
+                targets = relabeler.targets(y, classes, recipe.label_smoothing)
             loss, logits = step(x, targets)
+            if relabeler is not None and relabeler.active(epoch):
+                y = targets.y  # the batch's accuracy counts against the labels it trained on
             seen += len(y)
             correct += int((logits.argmax(1) == y).sum())
             loss_sum += loss * len(y)
@@ -543,8 +576,9 @@ def train(config: TrainConfig, resume: bool = False, dataset: Dataset | None = N
             "snapshots": snapshots_taken,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "val_metrics": asdict(val),
+            "relabel": None if relabeler is None else relabeler.state(),
         }
         new_snapshots = [
             s for s in SNAPSHOTS if s not in snapshots_taken and row.train_top1 * 100 >= s
@@ -555,6 +589,9 @@ def train(config: TrainConfig, resume: bool = False, dataset: Dataset | None = N
         if improved:
             checkpoint.save(out / "best.pt", ckpt)
         _write_metrics(out, history)
+        if relabeler is not None:
+            relabeler.flips.write(out)
+            print(f"relabel: {relabeler.flips.summary()}", file=sys.stderr, flush=True)
         checkpoint.save(out / "last.pt", ckpt)  # last: it marks the epoch as done
 
     return TrainResult(

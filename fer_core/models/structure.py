@@ -185,3 +185,13 @@ ZENNET_R = (
     "SuperConvK3BNRELU(3,8,1,1)SuperResK1K3K1(8,8,1,8,1)SuperResK1K5K1(8,32,2,8,1)"
     "SuperResK1K7K1(32,160,2,8,1)SuperResK1K7K1(160,256,2,16,5)SuperConvK1BNRELU(256,192,1,1)"
 )
+
+# Initial structures of the FER searches (REFERENCE §2.2), where Zen-NAS evolution starts.
+INIT_M = (
+    "SuperConvK3BNRELU(3,8,2,1)SuperResIDWE6K3(8,32,2,8,1)SuperResIDWE6K3(32,48,2,32,1)"
+    "SuperResIDWE6K3(48,96,2,48,1)SuperResIDWE6K3(96,128,2,96,1)SuperConvK1BNRELU(128,2048,1,1)"
+)
+INIT_R = (
+    "SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,1,8,1)SuperResK3K3(16,32,2,16,1)"
+    "SuperResK3K3(32,64,2,32,1)SuperResK3K3(64,64,2,32,1)SuperConvK1BNRELU(64,128,1,1)"
+)

@@ -63,21 +63,30 @@ class LightweightAttention(nn.Module):
 
 
 class ResidualUnit(nn.Module):
-    """body(x) + shortcut(x), then ReLU; the shortcut projects when stride or width change."""
+    """body(x) + shortcut(x), then ReLU; the shortcut projects when stride or width change.
 
-    def __init__(self, body: nn.Sequential, c_in: int, c_out: int, stride: int):
+    With `residual=False` the unit is plain, ReLU(body(x)), and has no shortcut module: the
+    network the Zen-score is computed on (REFERENCE §2.1)."""
+
+    def __init__(
+        self, body: nn.Sequential, c_in: int, c_out: int, stride: int, residual: bool = True
+    ):
         super().__init__()
         self.body = body
-        self.shortcut = (
-            nn.Identity()
-            if stride == 1 and c_in == c_out
-            else nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=True), nn.BatchNorm2d(c_out, **BN)
+        self.shortcut: nn.Module | None = None
+        if residual:
+            self.shortcut = (
+                nn.Identity()
+                if stride == 1 and c_in == c_out
+                else nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 1, stride, bias=True), nn.BatchNorm2d(c_out, **BN)
+                )
             )
-        )
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shortcut is None:
+            return self.act(self.body(x))
         return self.act(self.body(x) + self.shortcut(x))
 
 
@@ -123,8 +132,9 @@ UNIT_BODIES: dict[str, tuple[Callable[[int, int, int, BlockSpec], UnitBody], boo
 }
 
 
-def build_block(spec: BlockSpec, sa: bool) -> nn.Sequential:
-    """A block of L repetitions: conv-BN-ReLU layers, or pairs of residual units."""
+def build_block(spec: BlockSpec, sa: bool, residual: bool = True) -> nn.Sequential:
+    """A block of L repetitions: conv-BN-ReLU layers, or pairs of residual units (plain units,
+    without shortcuts, when `residual` is False)."""
     if spec.kind == "conv":
         return nn.Sequential(
             *(
@@ -144,7 +154,9 @@ def build_block(spec: BlockSpec, sa: bool) -> nn.Sequential:
     def unit(c_in: int, c_out: int, stride: int) -> ResidualUnit:
         head, width, tail = body(c_in, c_out, stride, spec)
         attention = [ShuffleAttention(width)] if sa else []
-        return ResidualUnit(nn.Sequential(*head, *attention, tail), c_in, c_out, stride)
+        return ResidualUnit(
+            nn.Sequential(*head, *attention, tail), c_in, c_out, stride, residual=residual
+        )
 
     units: list[nn.Module] = []
     c_in, stride = spec.c_in, spec.stride
@@ -162,14 +174,16 @@ class ZenNet(nn.Module):
         in_chans: int | None = None,
         use_sa: bool = True,
         lw_att: bool = False,
+        residual: bool = True,
     ):
+        """`residual=False` drops every residual unit's shortcut (the Zen-score network)."""
         super().__init__()
         if isinstance(structure, str):
             structure = Structure.parse(structure)
         if in_chans is not None:
             structure = structure.with_in_chans(in_chans)
         self.structure = structure
-        self.features = nn.Sequential(*(build_block(b, use_sa) for b in structure.blocks))
+        self.features = nn.Sequential(*(build_block(b, use_sa, residual) for b in structure.blocks))
         c = structure.out_channels
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.lw_att = LightweightAttention(c) if lw_att else None

@@ -1,0 +1,100 @@
+"""Ensembles (REFERENCE §1.9): logits averaged across members whose labels come in different
+orders, members chosen on validation only, and the chosen ensemble exported as one package
+that scores what the ensemble scored."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trainer import checkpoint
+from trainer.cli import main
+from trainer.data import read_dataset
+from trainer.ensemble import combine, reorder, select_members
+from trainer.evaluate import evaluate, load_predictor
+
+
+def test_logits_are_averaged_by_label_name():
+    a = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]])  # labels happy, sad, neutral
+    b_labels = ["neutral", "happy", "sad"]
+    b = np.array([[1.0, 0.0, 4.0], [-2.0, 2.0, 0.0]])  # columns in b_labels order
+    labels = ["happy", "sad", "neutral"]
+    b_aligned = reorder(b, b_labels, labels)
+    assert b_aligned.tolist() == [[0.0, 4.0, 1.0], [2.0, 0.0, -2.0]]
+    assert combine([a, b_aligned], "logits").tolist() == [[1.0, 2.0, 0.0], [1.0, 0.5, 0.5]]
+    probs = np.exp(combine([a, b_aligned], "probs"))
+    softmax = lambda x: np.exp(x) / np.exp(x).sum(1, keepdims=True)  # noqa: E731
+    assert np.allclose(probs, (softmax(a) + softmax(b_aligned)) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be mapped"):
+        reorder(b, ["neutral", "happy", "contempt"], labels)
+
+
+def test_greedy_selection_stops_when_validation_stops_improving():
+    targets = np.array([0, 1, 2, 0])
+    good = np.eye(3)[[0, 1, 2, 1]]  # 3 of 4 right
+    fixes_last = np.eye(3)[[1, 2, 2, 0]] * 2  # right on the 2 samples good gets wrong or not
+    noise = np.eye(3)[[2, 2, 0, 2]] * 5  # always wrong, and loud
+    chosen = select_members([noise, good, fixes_last], targets, "logits")
+    assert chosen[0][0] == 1  # the best single member first
+    assert 0 not in [i for i, _ in chosen]  # the loud wrong one never helps
+    assert [s for _, s in chosen] == sorted(s for _, s in chosen)
+    assert len(select_members([noise, good, fixes_last], targets, "logits", "all")) == 3
+
+
+def permuted_clone(path, out, order):
+    """The same network with its labels (and output rows) listed in another order."""
+    state = checkpoint.load(path)
+    labels = state["labels"]
+    state["labels"] = [labels[i] for i in order]
+    for key, value in state["model"].items():
+        if value.ndim in (1, 2) and value.shape[0] == len(labels) and "classifier" in key:
+            state["model"][key] = value[torch.tensor(order)]
+    checkpoint.save(out, state)
+    return out
+
+
+def test_ensemble_of_a_model_and_its_relabelled_twin_exports_one_package(
+    tiny_run, tiny_fer2013, tmp_path, capsys
+):
+    """A member whose outputs are listed in reverse order is the same model: the ensemble of
+    both must score exactly as the model alone, in `ensemble` and in the exported package."""
+    run, _ = tiny_run
+    twin = permuted_clone(run / "last.pt", tmp_path / "twin.pt", [6, 5, 4, 3, 2, 1, 0])
+    out, report = tmp_path / "ens", tmp_path / "report"
+    members = [str(run / "last.pt"), str(twin)]
+    data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
+    assert main(["ensemble", *members, *data, "--select", "all", "--out", str(out),
+                 "--report", str(report)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "ensemble of 2 (mean of logits)" in printed
+    summary = json.loads((report / "ensemble.json").read_text())
+    single = summary["candidates"][0]
+    assert summary["candidates"][1]["test_top1"] == single["test_top1"]
+    assert summary["test"]["metrics"]["top1"] == pytest.approx(single["test_top1"])
+    assert (report / "test" / "confusion.png").is_file()
+
+    card = json.loads((out / "card.json").read_text())
+    assert card["family"] == "ensemble" and card["labels"][0] == "angry"
+    assert card["input_size"] == [48, 48] and card["crop"]["fraction"] == 1.0
+    assert len(card["architecture"]["ensemble"]) == 2
+    assert card["train"]["selected_on"].startswith("val (PublicTest)")
+    assert card["extra"]["parity"]["max_abs_diff"] <= 1e-4
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    alone = evaluate(load_predictor(run / "last.pt"), dataset, "test").metrics
+    package = evaluate(load_predictor(out), dataset, "test").metrics
+    assert package.top1 == pytest.approx(alone.top1) and package.confusion == alone.confusion
+    assert card["metrics"]["fer2013/test"]["top1"] == pytest.approx(alone.top1, abs=1e-6)
+
+
+def test_ensemble_needs_two_members_with_the_same_classes(tiny_run, tiny_fer2013, tmp_path):
+    run, _ = tiny_run
+    data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
+    assert main(["ensemble", str(run / "last.pt"), *data]) == 2
+    state = checkpoint.load(run / "last.pt")
+    state["labels"] = [*state["labels"][:6], "contempt"]
+    checkpoint.save(tmp_path / "other.pt", state)
+    with pytest.raises(ValueError, match="ensemble members need the same classes"):
+        from trainer.ensemble import ensemble
+
+        ensemble([run / "last.pt", tmp_path / "other.pt"], read_dataset("fer2013", tiny_fer2013))

@@ -1,0 +1,797 @@
+"""SGAS (sequential greedy architecture search), the cell search Auto-FERNet used (REFERENCE §1.2).
+
+A DARTS supernet (`trainer.search.supernet`) of 14-edge normal and reduction cells over the 11
+Auto-FERNet primitives is trained on one half of the data (weights: SGD, cosine lr, clip 5)
+while the other half trains the architecture weights α (Adam, first order); the two updates
+alternate every step. After `warmup_epochs`, and then every `decision_freq` epochs, each cell
+greedily decides one edge: the undecided edge with the best score
+
+    score = N(EI) · N(SC) [· N(SS)]     (N: min-max over the cell's undecided edges)
+
+with p = softmax(α_e), p̃ = p renormalised over the non-`none` ops, edge importance
+EI = Σ_{o≠none} p[o], selection certainty SC = 1 − H(p̃)/log(|O|−1) and (criterion 2) selection
+stability SS = the histogram intersection Σ_o min(p̃_t, p̃_{t−k}) averaged over the last
+`history` epochs. The edge is fixed to its argmax non-`none` op (only that op runs from then on)
+and its α is frozen; once a node has two fixed input edges its other inputs are pruned. The
+search ends when every edge of both cells is decided (8 decisions, one per cell per decision
+epoch) and emits the genotype: each node's two fixed edges.
+
+Fixed here relative to the Auto-FERNet search code (REFERENCE §5 "1. Search", §7):
+- the search data is the FER2013 *Training* split only, split with the seed into a weight half
+  and an α half; Auto-FERNet pooled Training + PublicTest + PrivateTest, searching on the test
+  sets;
+- `batch_increase` is real: the batch grows by it after every decision epoch (Auto-FERNet
+  commented the SGAS code out, so its batch stayed at 24);
+- the complexity term 0.5·Σ_o α[o]²·PARAMS[o]/ΣPARAMS is optional (`complexity_weight`, off by
+  default) and covers every edge of both cells (Auto-FERNet applied it to normal edge 0 only).
+
+Default schedule: the planned length is warmup + decision_freq·8 + 1 epochs (50, SGAS's own
+CIFAR figure; Auto-FERNet planned 80 = 9 + 5·14 + 1 with a bound of 14 decisions although 8
+always suffice), which is the length of the cosine; decisions come at the ends of epochs
+warmup+1, warmup+1+freq, … and the search stops after the 8th (epoch 45 by default).
+
+Outputs in `out`: genotype.txt, cells.png, search.csv, alphas.json and state.pt (everything a
+resumed search needs, written atomically every epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_core.models.genotype import PRIMITIVES, Genotype
+from trainer.search.supernet import (
+    EDGES,
+    NUM_EDGES,
+    PRUNED,
+    STEPS,
+    UNDECIDED,
+    Supernet,
+    node_edges,
+)
+
+CELLS = ("normal", "reduce")
+DECISIONS_PER_CELL = 2 * STEPS  # every node ends with exactly two fixed inputs
+STATE_FORMAT = "sgas-search-state/1"
+
+# parameter counts of each op at C=12 (Auto-FERNet's complexity term, REFERENCE §1.1)
+PARAMS = {
+    "sep_conv_3x3": 504,
+    "sep_conv_5x5": 888,
+    "dil_conv_3x3": 252,
+    "dil_conv_5x5": 444,
+    "ghost": 126,
+    "conv_1x1": 144,
+    "conv_3x3": 1296,
+}
+
+
+@dataclass
+class SGASConfig:
+    dataset: str
+    data: str
+    out: str
+    criterion: int = 1
+    warmup_epochs: int = 9
+    decision_freq: int = 5
+    history: int = 4
+    layers: int = 8
+    channels: int = 16
+    batch_size: int = 24
+    batch_increase: int = 8
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    complexity_weight: float = 0.0
+    crop: int = 44
+    train_fraction: float = 0.5
+    max_images: int = 0
+    seed: int = 0
+    device: str = "auto"
+    epochs: int = 0
+    # bf16 autocast on CUDA; off by default: the supernet is launch-bound (≈0.9 s per forward +
+    # backward on an H100 at any batch from 24 to 96), and the casts made it ~20% slower
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        self.arch_betas = tuple(self.arch_betas)  # type: ignore[assignment]
+        if self.criterion not in (1, 2):
+            raise ValueError(f"criterion must be 1 or 2, got {self.criterion}")
+        if self.decision_freq < 1:
+            raise ValueError(f"decision_freq must be at least 1, got {self.decision_freq}")
+        if self.warmup_epochs < 0 or self.epochs < 0 or self.max_images < 0:
+            raise ValueError("warmup_epochs, epochs and max_images must not be negative")
+        if not 0.0 < self.train_fraction < 1.0:
+            raise ValueError(f"train_fraction must lie in (0, 1), got {self.train_fraction}")
+        if self.history < 1:
+            raise ValueError(f"history must be at least 1, got {self.history}")
+
+    def planned_epochs(self) -> int:
+        """The length of the cosine schedule (and the most epochs the search runs)."""
+        if self.epochs:
+            return self.epochs
+        return self.warmup_epochs + self.decision_freq * DECISIONS_PER_CELL + 1
+
+    def is_decision_epoch(self, epoch: int) -> bool:
+        """Whether the cells decide at the end of `epoch` (1-based)."""
+        after = epoch - self.warmup_epochs - 1
+        return after >= 0 and after % self.decision_freq == 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    epoch: int
+    cell: str
+    edge: int
+    node: int
+    input: int
+    op: str
+    score: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.cell} edge {self.edge} (node {self.node} ← {_state_name(self.input)}) "
+            f"= {self.op}  score {self.score:.3f}"
+        )
+
+
+@dataclass
+class SGASResult:
+    genotype: Genotype
+    out: Path
+    epochs_run: int
+    decisions: list[Decision]
+    arch_top1: float  # top-1 on the α half's (augmented) batches in the last epoch
+    train_top1: float
+    train_images: int  # the weight half
+    arch_images: int  # the α half
+    source_split: str  # the only split the search read
+    completed: bool  # every edge decided (False: cut short, genotype completed by p)
+    files: list[Path] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ scoring and decisions
+
+
+def edge_probs(alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p, p̃) for α of shape E×|O|: p = softmax(α), p̃ = p renormalised over the non-none ops
+    (E×(|O|−1), columns in PRIMITIVES[1:] order)."""
+    p = F.softmax(torch.as_tensor(alpha).detach().double(), dim=-1)
+    rest = p[:, 1:]
+    return p, rest / rest.sum(-1, keepdim=True)
+
+
+def _minmax(x: torch.Tensor) -> torch.Tensor:
+    lo, hi = x.min(), x.max()
+    if float(hi - lo) <= 1e-12:
+        return torch.ones_like(x)
+    return (x - lo) / (hi - lo)
+
+
+def edge_scores(
+    alpha: torch.Tensor,
+    candidates: Sequence[int],
+    criterion: int = 1,
+    history: Sequence[torch.Tensor] = (),
+    window: int = 4,
+) -> dict[int, float]:
+    """SGAS scores of the `candidates` edges of one cell. `history` holds p̃ (E×(|O|−1)) of the
+    previous epochs, oldest first; criterion 2 averages Σ_o min(p̃_now, p̃_{now−k}) over the
+    last `window` of them (criterion 2 with no history yet falls back to criterion 1)."""
+    candidates = list(candidates)
+    if not candidates:
+        return {}
+    p, pt = edge_probs(alpha)
+    idx = torch.tensor(candidates)
+    ei = p[idx, 1:].sum(-1)
+    k = pt.shape[1]
+    entropy = -(pt[idx] * torch.log(pt[idx].clamp_min(1e-30))).sum(-1)
+    sc = 1.0 - entropy / math.log(k)
+    score = _minmax(ei) * _minmax(sc)
+    if criterion == 2 and len(history):
+        past = [torch.as_tensor(h).double()[idx] for h in list(history)[-window:]]
+        ss = torch.stack([torch.minimum(pt[idx], h).sum(-1) for h in past]).mean(0)
+        score = score * _minmax(ss)
+    elif criterion not in (1, 2):
+        raise ValueError(f"criterion must be 1 or 2, got {criterion}")
+    return {e: float(s) for e, s in zip(candidates, score, strict=True)}
+
+
+def candidates_of(status: Sequence[int]) -> list[int]:
+    return [e for e, s in enumerate(status) if s == UNDECIDED]
+
+
+def decide(
+    alpha: torch.Tensor,
+    status: Sequence[int],
+    criterion: int = 1,
+    history: Sequence[torch.Tensor] = (),
+    window: int = 4,
+) -> tuple[tuple[int, ...], tuple[int, str, float] | None]:
+    """One greedy SGAS decision on one cell. `status[e]` is UNDECIDED (−1), PRUNED (0) or the
+    fixed op index. Returns (new status, (edge, op name, score)), or (status, None) when every
+    edge is decided. The best-scoring undecided edge is fixed to its argmax non-none op; if its
+    node then has two fixed inputs, the node's other undecided inputs are pruned."""
+    status = tuple(int(s) for s in status)
+    candidates = candidates_of(status)
+    if not candidates:
+        return status, None
+    scores = edge_scores(alpha, candidates, criterion, history, window)
+    edge = max(candidates, key=lambda e: (scores[e], -e))  # ties: the lowest edge index
+    _, pt = edge_probs(alpha)
+    op = int(pt[edge].argmax()) + 1
+    new = list(status)
+    new[edge] = op
+    node = EDGES[edge][0]
+    inputs = node_edges(node)
+    if sum(new[e] > PRUNED for e in inputs) >= 2:
+        for e in inputs:
+            if new[e] == UNDECIDED:
+                new[e] = PRUNED
+    return tuple(new), (edge, PRIMITIVES[op], scores[edge])
+
+
+def genotype_edges(alpha: torch.Tensor, status: Sequence[int]) -> tuple[list[tuple], list[str]]:
+    """Each node's two fixed input edges as (op, input) in node order; a node with fewer (a run
+    cut short) is completed with its best remaining undecided edges by max non-none p. Returns
+    (edges, notes on completed nodes)."""
+    p, _ = edge_probs(alpha)
+    edges, notes = [], []
+    for node in range(STEPS):
+        inputs = node_edges(node)
+        chosen = [(e, int(status[e])) for e in inputs if status[e] > PRUNED]
+        if len(chosen) < 2:
+            rest = [e for e in inputs if status[e] == UNDECIDED]
+            rest.sort(key=lambda e: (-float(p[e, 1:].max()), e))
+            added = [(e, int(p[e, 1:].argmax()) + 1) for e in rest[: 2 - len(chosen)]]
+            chosen += added
+            notes.append(
+                f"node {node}: completed with "
+                + ", ".join(f"{PRIMITIVES[o]}({_state_name(EDGES[e][1])})" for e, o in added)
+            )
+        chosen.sort(key=lambda eo: EDGES[eo[0]][1])
+        edges += [(PRIMITIVES[o], EDGES[e][1]) for e, o in chosen[:2]]
+    return edges, notes
+
+
+def make_genotype(
+    alphas: dict[str, torch.Tensor], status: dict[str, Sequence[int]]
+) -> tuple[Genotype, list[str]]:
+    cells, notes = {}, []
+    for cell in CELLS:
+        cells[cell], cell_notes = genotype_edges(alphas[cell], status[cell])
+        notes += [f"{cell} {n}" for n in cell_notes]
+    concat = tuple(range(2, 2 + STEPS))
+    genotype = Genotype(
+        normal=tuple(cells["normal"]),
+        normal_concat=concat,
+        reduce=tuple(cells["reduce"]),
+        reduce_concat=concat,
+    )
+    return genotype, notes
+
+
+def complexity_loss(alphas: Sequence[torch.Tensor]) -> torch.Tensor:
+    """0.5·Σ_edges Σ_o α[o]²·PARAMS[o]/ΣPARAMS over every edge of the given cells."""
+    w = torch.tensor([PARAMS.get(name, 0) for name in PRIMITIVES], dtype=torch.float32)
+    w = w / w.sum()
+    return sum(0.5 * (a.float() ** 2 * w.to(a.device)).sum() for a in alphas)
+
+
+def _state_name(j: int) -> str:
+    return ("c_{k-2}", "c_{k-1}")[j] if j < 2 else f"node {j - 2}"
+
+
+# ------------------------------------------------------------------ the search
+
+
+def _cosine(config: SGASConfig, epoch: int, total: int) -> float:
+    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (
+        1 + math.cos(math.pi * epoch / total)
+    )
+
+
+def _search_data(config: SGASConfig, dataset) -> tuple[str, Any, np.ndarray, np.ndarray]:
+    """(split key, split, weight-half indices, α-half indices) from the Training split only."""
+    if not dataset.train:
+        raise ValueError(f"dataset {dataset.name} has no training split to search on")
+    key = dataset.key("train")
+    split = dataset[key]
+    if not split.in_memory or split.images.ndim != 3:
+        split = split.materialize(48, 1)
+    n = len(split)
+    rng = np.random.default_rng(config.seed)
+    index = np.arange(n)
+    if config.max_images and config.max_images < n:
+        index = np.sort(rng.choice(n, config.max_images, replace=False))
+    index = rng.permutation(index)
+    n_w = round(len(index) * config.train_fraction)
+    if n_w < 1 or n_w >= len(index):
+        raise ValueError(
+            f"{len(index)} images cannot be split {config.train_fraction:.2f}/"
+            f"{1 - config.train_fraction:.2f} into a weight half and an α half"
+        )
+    return key, split, index[:n_w], index[n_w:]
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    from trainer.checkpoint import atomic_write
+
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from trainer.checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
+
+
+def _alphas_json(model: Supernet, status: dict[str, tuple[int, ...]], epoch: int) -> dict:
+    data: dict[str, Any] = {"primitives": list(PRIMITIVES), "epoch": epoch, "edges": []}
+    data["edges"] = [{"edge": e, "node": n, "input": j} for e, (n, j) in enumerate(EDGES)]
+    for cell in CELLS:
+        a = model.alpha(cell).detach().cpu()
+        p, _ = edge_probs(a)
+        data[cell] = {
+            "alpha": [[round(float(v), 6) for v in row] for row in a],
+            "softmax": [[round(float(v), 6) for v in row] for row in p],
+            "status": ["undecided" if s == UNDECIDED else PRIMITIVES[s] for s in status[cell]],
+        }
+    return data
+
+
+class _Log:
+    def __call__(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+
+def search(config: SGASConfig, resume: bool = False, dataset=None) -> SGASResult:
+    """Run (or, with `resume`, continue from out/state.pt) an SGAS search; see the module doc."""
+    from tqdm import tqdm
+
+    from trainer.checkpoint import atomic_write
+    from trainer.data import read_dataset
+    from trainer.inference import as_batch_tensor
+    from trainer.train import resolve_device, rng_state, set_rng_state
+
+    log = _Log()
+    out = Path(config.out)
+    state_path = out / "state.pt"
+    state: dict[str, Any] | None = None
+    if resume:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"{state_path}: no search to resume")
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{state_path}: not an SGAS search state")
+        saved = dict(state["config"])
+        # where the data and the outputs live and which device runs it may change on resume
+        config = replace(
+            SGASConfig(**saved), out=config.out, data=config.data, device=config.device
+        )
+    elif state_path.exists():
+        raise FileExistsError(
+            f"{state_path} already holds a search; pass --resume to continue it "
+            "or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    dataset = dataset or read_dataset(config.dataset, config.data)
+    source, split, w_index, a_index = _search_data(config, dataset)
+    images = as_batch_tensor(split.images).to(device)
+    targets = torch.from_numpy(split.targets).to(device)
+    w_index_t = torch.from_numpy(w_index).to(device)
+    a_index_t = torch.from_numpy(a_index).to(device)
+    side = images.shape[-1]
+    classes = len(dataset.labels)
+    from trainer.augment import Augment
+
+    augment = Augment(
+        size=config.crop,
+        crop=config.crop / side,
+        shift=max(side - config.crop, 0) / (2 * side),
+        flip=True,
+        brightness=0.25,
+        contrast=0.5,
+    )
+
+    model = Supernet(config.channels, config.layers, classes).to(device)
+    # channels-last makes oneDNN's depthwise/dilated convolutions several times faster on CPU;
+    # torch 2.14's CPU backward of a channels-last 1×1 stride-2 conv with < 8 input channels
+    # corrupts the heap, so narrow test-sized supernets stay contiguous
+    fast = device.type == "cpu" and config.channels >= 8
+    memory_format = torch.channels_last if fast else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    w_opt = torch.optim.SGD(
+        model.weight_parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    a_opt = torch.optim.Adam(
+        model.arch_parameters(),
+        lr=config.arch_lr,
+        betas=config.arch_betas,
+        weight_decay=config.arch_weight_decay,
+    )
+    total = config.planned_epochs()
+    status: dict[str, tuple[int, ...]] = {c: (UNDECIDED,) * NUM_EDGES for c in CELLS}
+    history: dict[str, list[torch.Tensor]] = {c: [] for c in CELLS}
+    frozen = {c: model.alpha(c).detach().clone() for c in CELLS}
+    batch_size = config.batch_size
+    rows: list[dict[str, Any]] = []
+    decisions: list[Decision] = []
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        w_opt.load_state_dict(state["w_opt"])
+        a_opt.load_state_dict(state["a_opt"])
+        status = {c: tuple(state["status"][c]) for c in CELLS}
+        history = {c: [h.clone() for h in state["history"][c]] for c in CELLS}
+        frozen = {c: state["frozen"][c].to(device) for c in CELLS}
+        batch_size = state["batch_size"]
+        rows = list(state["rows"])
+        decisions = [Decision(**d) for d in state["decisions"]]
+        start = state["epoch"]
+        set_rng_state(state["rng"])
+        log(f"resuming the search in {out} after epoch {start}")
+    for c in CELLS:
+        model.set_status(c, status[c])
+
+    autocast = config.amp and device.type == "cuda"
+    weights = model.weight_parameters()
+    log(
+        f"SGAS criterion {config.criterion}: {len(w_index)} weight / {len(a_index)} α images "
+        f"from {dataset.name} {source} only; {config.layers} cells, C={config.channels}, "
+        f"up to {total} epochs on {device}"
+    )
+
+    def all_decided() -> bool:
+        return all(UNDECIDED not in status[c] for c in CELLS)
+
+    epoch = start
+    while epoch < total and not all_decided():
+        lr = _cosine(config, epoch, total)
+        for g in w_opt.param_groups:
+            g["lr"] = lr
+        gen_cpu = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        gen_dev = torch.Generator(device).manual_seed(config.seed * 1_000_003 + epoch)
+        order_w = w_index_t[torch.randperm(len(w_index), generator=gen_cpu).to(device)]
+        order_a = a_index_t[torch.randperm(len(a_index), generator=gen_cpu).to(device)]
+        steps = math.ceil(len(order_w) / batch_size)
+        decided_mask = {
+            c: torch.tensor([s != UNDECIDED for s in status[c]], device=device) for c in CELLS
+        }
+        model.train()
+        seen = correct = a_seen = a_correct = 0
+        loss_sum = a_loss_sum = 0.0
+        t0 = time.perf_counter()
+        bar = tqdm(
+            range(steps),
+            desc=f"search {epoch + 1}/{total}",
+            unit="batch",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+        for i in bar:
+            w_batch = order_w[i * batch_size : (i + 1) * batch_size]
+            pos = torch.arange(i * batch_size, i * batch_size + len(w_batch), device=device)
+            a_batch = order_a[pos % len(order_a)]
+
+            # α step on the α half (first order)
+            xa, ya = augment(images[a_batch], gen_dev), targets[a_batch]
+            xa = xa.contiguous(memory_format=memory_format)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(xa)
+            a_loss = F.cross_entropy(logits.float(), ya)
+            loss = a_loss
+            if config.complexity_weight:
+                loss = loss + config.complexity_weight * complexity_loss(model.arch_parameters())
+            grads = torch.autograd.grad(loss, model.arch_parameters())
+            for c, p, g in zip(CELLS, model.arch_parameters(), grads, strict=True):
+                p.grad = g.masked_fill(decided_mask[c][:, None], 0.0)
+            a_opt.step()
+            a_opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for c in CELLS:
+                    a = model.alpha(c)
+                    a.copy_(torch.where(decided_mask[c][:, None], frozen[c], a))
+            a_seen += len(ya)
+            a_correct += int((logits.detach().argmax(1) == ya).sum())
+            a_loss_sum += float(a_loss.detach()) * len(ya)
+
+            # weight step on the weight half
+            xw, yw = augment(images[w_batch], gen_dev), targets[w_batch]
+            xw = xw.contiguous(memory_format=memory_format)
+            w_opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(xw, detach_alpha=True)
+            w_loss = F.cross_entropy(logits.float(), yw)
+            w_loss.backward()
+            nn.utils.clip_grad_norm_(weights, config.grad_clip)
+            w_opt.step()
+            seen += len(yw)
+            correct += int((logits.detach().argmax(1) == yw).sum())
+            loss_sum += float(w_loss.detach()) * len(yw)
+            rate = (seen + a_seen) / (time.perf_counter() - t0)
+            bar.set_postfix(
+                loss=f"{loss_sum / seen:.3f}",
+                acc=f"{100 * correct / seen:.1f}%",
+                arch_acc=f"{100 * a_correct / a_seen:.1f}%",
+                bs=batch_size,
+                img_s=f"{rate:.0f}",
+            )
+        bar.close()
+        seconds = time.perf_counter() - t0
+        epoch += 1
+
+        # decisions at the end of the epoch
+        made: list[Decision] = []
+        for c in CELLS:
+            alpha = model.alpha(c).detach().cpu()
+            if config.is_decision_epoch(epoch):
+                status[c], choice = decide(
+                    alpha, status[c], config.criterion, history[c], config.history
+                )
+                if choice is not None:
+                    edge, op, score = choice
+                    node, j = EDGES[edge]
+                    made.append(Decision(epoch, c, edge, node, j, op, score))
+                    model.set_status(c, status[c])
+                    frozen[c] = model.alpha(c).detach().clone()
+            history[c] = (history[c] + [edge_probs(alpha)[1].float()])[-(config.history + 1) :]
+        for d in made:
+            log(f"decision at epoch {epoch}: {d.describe()}")
+        decisions += made
+        row = {
+            "epoch": epoch,
+            "lr": round(lr, 8),
+            "batch_size": batch_size,
+            "train_loss": round(loss_sum / max(seen, 1), 5),
+            "train_top1": round(correct / max(seen, 1), 5),
+            "arch_loss": round(a_loss_sum / max(a_seen, 1), 5),
+            "arch_top1": round(a_correct / max(a_seen, 1), 5),
+            "images_per_s": round((seen + a_seen) / seconds, 1),
+            "seconds": round(seconds, 2),
+            "decisions": "; ".join(f"{d.cell} e{d.edge}={d.op}" for d in made),
+        }
+        rows.append(row)
+        if made:
+            batch_size += config.batch_increase
+        fixed = {c: sum(s > PRUNED for s in status[c]) for c in CELLS}
+        left = {c: status[c].count(UNDECIDED) for c in CELLS}
+        log(
+            f"epoch {epoch}/{total}: loss {row['train_loss']:.3f} train "
+            f"{100 * row['train_top1']:.2f}%  α-half {100 * row['arch_top1']:.2f}%  "
+            f"lr {lr:.2e}  batch {row['batch_size']}  {row['images_per_s']:.0f} img/s  "
+            f"fixed normal {fixed['normal']}/8 reduce {fixed['reduce']}/8, "
+            f"undecided {left['normal']}+{left['reduce']}"
+        )
+        ckpt = {
+            "format": STATE_FORMAT,
+            "config": asdict(config),
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "w_opt": w_opt.state_dict(),
+            "a_opt": a_opt.state_dict(),
+            "status": {c: list(status[c]) for c in CELLS},
+            "history": {c: [h.cpu() for h in history[c]] for c in CELLS},
+            "frozen": {c: frozen[c].cpu() for c in CELLS},
+            "batch_size": batch_size,
+            "rows": rows,
+            "decisions": [asdict(d) for d in decisions],
+            "rng": rng_state(),
+            "data": {"split": source, "weight_images": len(w_index), "arch_images": len(a_index)},
+        }
+        _write_csv(out / "search.csv", rows)
+        _write_json(out / "alphas.json", _alphas_json(model, status, epoch))
+        atomic_write(state_path, lambda tmp, ckpt=ckpt: torch.save(ckpt, tmp))
+
+    alphas = {c: model.alpha(c).detach().cpu() for c in CELLS}
+    genotype, notes = make_genotype(alphas, status)
+    completed = all_decided()
+    if not completed:
+        log(f"the search stopped after {epoch} epochs with undecided edges; genotype completed:")
+        for note in notes:
+            log(f"  {note}")
+    files = [
+        atomic_write(out / "genotype.txt", lambda tmp: Path(tmp).write_text(genotype.to_text())),
+        draw_cells(genotype, out / "cells.png"),
+        out / "search.csv",
+        _write_alphas(out, model, status, epoch),
+        state_path,
+    ]
+    last = rows[-1] if rows else {"arch_top1": 0.0, "train_top1": 0.0}
+    return SGASResult(
+        genotype=genotype,
+        out=out,
+        epochs_run=epoch,
+        decisions=decisions,
+        arch_top1=float(last["arch_top1"]),
+        train_top1=float(last["train_top1"]),
+        train_images=len(w_index),
+        arch_images=len(a_index),
+        source_split=source,
+        completed=completed,
+        files=files,
+    )
+
+
+def _write_alphas(out: Path, model: Supernet, status, epoch: int) -> Path:
+    path = out / "alphas.json"
+    _write_json(path, _alphas_json(model, status, epoch))
+    return path
+
+
+# ------------------------------------------------------------------ picture
+
+
+def draw_cells(genotype: Genotype, path: str | Path) -> Path:
+    """The normal and the reduction cell as DAGs (inputs, nodes 0–3, output), edges labelled."""
+    from trainer.plots import _figure, _save
+
+    plt, fig, axes = _figure(1, 2, figsize=(14, 5.5))
+    pos = {0: (0.0, 2.2), 1: (0.0, -2.2)}
+    for node in range(STEPS):
+        pos[2 + node] = (2.2 + 2.0 * node, 1.2 if node % 2 == 0 else -1.2)
+    out_xy = (2.2 + 2.0 * STEPS + 0.6, 0.0)
+    names = {0: "c_{k-2}", 1: "c_{k-1}", **{2 + n: str(n) for n in range(STEPS)}}
+    colours = {0: "#9ecae1", 1: "#9ecae1", **{2 + n: "#fdd49e" for n in range(STEPS)}}
+    for ax, cell, edges, concat in (
+        (axes[0], "normal cell", genotype.normal, genotype.normal_concat),
+        (axes[1], "reduction cell", genotype.reduce, genotype.reduce_concat),
+    ):
+        ax.set_title(cell)
+        ax.set_axis_off()
+        ax.set_xlim(-1.0, out_xy[0] + 1.0)
+        ax.set_ylim(-3.2, 3.2)
+        for k, (op, j) in enumerate(edges):
+            target = 2 + k // 2
+            start, end = pos[j], pos[target]
+            rad = 0.25 if (j + k) % 2 else -0.25
+            ax.annotate(
+                "",
+                xy=end,
+                xytext=start,
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "color": "#555555",
+                    "shrinkA": 16,
+                    "shrinkB": 16,
+                    "connectionstyle": f"arc3,rad={rad}",
+                },
+            )
+            # arc3 bends in display space, its control point rad·(dy, −dx) off the chord's
+            # middle: the curve passes halfway between the two
+            (x1, y1), (x2, y2) = ax.transData.transform([start, end])
+            mid = ((x1 + x2) / 2 + rad * (y2 - y1) / 2, (y1 + y2) / 2 - rad * (x2 - x1) / 2)
+            mx, my = ax.transData.inverted().transform(mid)
+            ax.text(
+                mx,
+                my,
+                op,
+                fontsize=7,
+                ha="center",
+                va="center",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#bbbbbb", "lw": 0.5},
+            )
+        for i in concat:
+            ax.annotate(
+                "",
+                xy=out_xy,
+                xytext=pos[i],
+                arrowprops={"arrowstyle": "-|>", "color": "#aaaaaa", "shrinkA": 16, "shrinkB": 18},
+            )
+        for i, (x, y) in pos.items():
+            ax.text(
+                x,
+                y,
+                names[i],
+                ha="center",
+                va="center",
+                fontsize=9,
+                bbox={"boxstyle": "circle" if i >= 2 else "round", "fc": colours[i], "ec": "k"},
+            )
+        ax.text(
+            *out_xy,
+            "c_{k}",
+            ha="center",
+            va="center",
+            fontsize=9,
+            bbox={"boxstyle": "round", "fc": "#c7e9c0", "ec": "k"},
+        )
+    return _save(plt, fig, path)
+
+
+# ------------------------------------------------------------------ command line
+
+_FLAGS = (
+    ("--criterion", "criterion", int, "edge score: 1 = importance × certainty, 2 = × stability"),
+    ("--epochs", "epochs", int, "planned epochs (0: warmup + decision_freq·8 + 1)"),
+    ("--warmup-epochs", "warmup_epochs", int, "epochs before the first decision"),
+    ("--decision-freq", "decision_freq", int, "epochs between decisions"),
+    ("--history", "history", int, "criterion 2: epochs of p̃ history for the stability term"),
+    ("--layers", "layers", int, "cells in the supernet"),
+    ("--channels", "channels", int, "initial channels C of the supernet"),
+    ("--batch-size", "batch_size", int, "initial batch size"),
+    ("--batch-increase", "batch_increase", int, "batch growth after each decision"),
+    ("--lr", "lr", float, "initial weight learning rate (cosine to lr_min)"),
+    ("--arch-lr", "arch_lr", float, "Adam learning rate of α"),
+    ("--complexity-weight", "complexity_weight", float, "weight of the α complexity term"),
+    ("--crop", "crop", int, "training crop side in pixels (of 48)"),
+    ("--max-images", "max_images", int, "use this many Training images (0: all)"),
+    ("--train-fraction", "train_fraction", float, "share of the images that trains weights"),
+)
+
+
+def add_arguments(group) -> None:
+    """Add the SGAS flags to an argparse parser or argument group (defaults: None → SGASConfig's
+    defaults)."""
+    defaults = {f.name: f.default for f in fields(SGASConfig)}
+    for flag, dest, kind, text in _FLAGS:
+        kw: dict[str, Any] = {"dest": dest, "type": kind, "default": None}
+        if dest == "criterion":
+            kw["choices"] = (1, 2)
+        group.add_argument(flag, help=f"{text} (default {defaults[dest]})", **kw)
+
+
+def config_from_args(args) -> SGASConfig:
+    values: dict[str, Any] = {}
+    for name in ("dataset", "data", "out", "seed", "device"):
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    for _, dest, _, _ in _FLAGS:
+        value = getattr(args, dest, None)
+        if value is not None:
+            values[dest] = value
+    values.setdefault("dataset", "fer2013")
+    for name in ("data", "out"):
+        if name not in values:
+            raise ValueError(f"--{name} is required for an SGAS search")
+    return SGASConfig(**values)
+
+
+def run(args) -> int:
+    threads = getattr(args, "threads", None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    config = config_from_args(args)
+    result = search(config, resume=bool(getattr(args, "resume", False)))
+    print(result.genotype.to_text())
+    status = "complete" if result.completed else "cut short (completed by p)"
+    print(
+        f"search {status} after {result.epochs_run} epochs; "
+        f"α-half top-1 {100 * result.arch_top1:.2f}%"
+    )
+    for path in result.files:
+        print(f"wrote {path}")
+    return 0
