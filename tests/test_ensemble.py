@@ -98,3 +98,22 @@ def test_ensemble_needs_two_members_with_the_same_classes(tiny_run, tiny_fer2013
         from trainer.ensemble import ensemble
 
         ensemble([run / "last.pt", tmp_path / "other.pt"], read_dataset("fer2013", tiny_fer2013))
+
+
+def test_exported_graph_reproduces_each_members_own_view(tiny_run, tiny_fer2013, tmp_path):
+    """Members fed through ten crops and through a flip, inside the one ONNX graph, score what
+    the members scored when each was run on its own."""
+    from trainer.ensemble import ensemble, export_ensemble
+
+    run, _ = tiny_run
+    members = []
+    for tta in ("tencrop", "flip"):
+        state = checkpoint.load(run / "last.pt")
+        state["view"]["tta"] = tta
+        members.append(checkpoint.save(tmp_path / f"{tta}.pt", state))
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    result = ensemble(members, dataset, select="all", mode="probs")
+    package = export_ensemble(result, members, tmp_path / "ens", dataset)
+    assert package.parity.max_abs_diff <= 1e-4
+    scored = evaluate(load_predictor(tmp_path / "ens"), dataset, "test").metrics
+    assert scored.confusion == result.test.metrics.confusion
