@@ -26,6 +26,14 @@ def _print_rows(rows: list, as_json: bool, table: Callable[[list], str], note: s
         print(f"{table(rows)}\n\n{note}")
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    """--threads N caps torch's CPU threads (0 keeps the library default)."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="models to describe (default: all registered)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -229,13 +237,10 @@ def _recipe_from_args(args: argparse.Namespace, family: str):
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
     from fer_core.models import get_spec
     from trainer.train import TrainConfig, describe_architecture, train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     family = get_spec(describe_architecture(args.model, 7)["model"]).family
     config = TrainConfig(
         model=args.model,
@@ -296,13 +301,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from trainer.data import read_dataset
     from trainer.evaluate import evaluate, load_predictor, write_report
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     predictor = load_predictor(args.model, "int8" if args.int8 else "fp32", threads=args.threads)
     dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
     result = evaluate(predictor, dataset, args.split, args.tta)
@@ -384,13 +386,10 @@ def _kfold_args(p: argparse.ArgumentParser) -> None:
 
 
 def _kfold(args: argparse.Namespace) -> int:
-    import torch
-
     from trainer.data import read_dataset
     from trainer.kfold import VIEW_FIELDS, kfold
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     given = ["--" + f.replace("_", "-") for f in VIEW_FIELDS if getattr(args, f) is not None]
     if given:
         raise ValueError(f"{', '.join(given)}: kfold keeps the views of the checkpoint's recipe")
@@ -446,14 +445,11 @@ def _print_package(result) -> None:
 def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from fer_core.zoo import DEFAULT_FILE
     from trainer.data import read_dataset
     from trainer.export import export_package
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
     result = export_package(
         args.checkpoint,
@@ -518,12 +514,9 @@ def _relabel_args(p: argparse.ArgumentParser) -> None:
 
 
 def _relabel(args: argparse.Namespace) -> int:
-    import torch
-
     from trainer.relabel import relabel
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     overrides = _recipe_overrides(args)
     epochs = overrides.pop("epochs", 100)
     lr = overrides.pop("lr", None)
@@ -574,14 +567,11 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
 def _ensemble(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from trainer.data import read_dataset
     from trainer.ensemble import ensemble, export_ensemble
     from trainer.evaluate import write_report
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
     result = ensemble(
         args.members,
@@ -631,12 +621,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    import torch
-
     from trainer.search import sgas, zen
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     if args.method == "sgas" and not args.data:
         raise ValueError("--method sgas needs --data (the FER2013 csv or its folder)")
     return {"sgas": sgas.run, "zen": zen.run}[args.method](args)
