@@ -1,0 +1,124 @@
+"""What the recognizer says about a frame: `FrameResult` holding one `FaceResult` per face.
+
+Also the one flat form every front end writes (the headless `analyze` CSV / JSON lines, the
+app's recording): one row per face per frame with the columns `frame, time_s, face_id, x, y, w,
+h, label, score` and then `p_<label>` per class in the model's order. Frames without faces
+give no row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BASE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score")
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    track_id: int
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
+    probs: dict[str, float]  # smoothed probabilities by label name, the model's order
+    raw_probs: dict[str, float]  # this frame's probabilities, before smoothing
+    label: str  # the smoothed top label, or "uncertain" below the threshold
+    score: float  # the smoothed top probability
+    detection_score: float = 1.0
+    landmarks: np.ndarray | None = None  # (points, 2) frame pixels, when the landmarker ran
+    blendshapes: dict[str, float] | None = None  # MediaPipe's 52 scores, when available
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    index: int  # frame number in its source, from 0
+    time_s: float  # the frame's time in its source (video position, or since capture start)
+    width: int
+    height: int
+    faces: tuple[FaceResult, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)  # stage → milliseconds
+
+
+def columns(labels: Sequence[str]) -> list[str]:
+    return [*BASE_COLUMNS, *(f"p_{label.lower()}" for label in labels)]
+
+
+def rows(frame: FrameResult, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The frame's faces as flat records, keyed by `columns(labels)`."""
+    out = []
+    for face in frame.faces:
+        x, y, w, h = (int(v) for v in face.box)
+        row: dict[str, Any] = {
+            "frame": frame.index,
+            "time_s": round(frame.time_s, 4),
+            "face_id": face.track_id,
+            "x": x,
+            "y": y,
+            "w": w,
+            "h": h,
+            "label": face.label,
+            "score": round(float(face.score), 5),
+        }
+        for label in labels:
+            row[f"p_{label.lower()}"] = round(float(face.probs[label]), 5)
+        out.append(row)
+    return out
+
+
+class FaceLog:
+    """Writes face rows as CSV (`.csv`) or JSON lines (any other suffix, e.g. `.jsonl`).
+
+    Rows go to `<path>.partial` and the file takes its name only on `close()`, so an
+    interrupted run never leaves a truncated file under the final name (the partial file
+    stays beside it, for inspection)."""
+
+    def __init__(self, path: str | Path, labels: Sequence[str], fmt: str | None = None):
+        self.path = Path(path)
+        self.labels = list(labels)
+        self.format = fmt or ("csv" if self.path.suffix.lower() == ".csv" else "jsonl")
+        if self.format not in ("csv", "jsonl"):
+            raise ValueError(f"{self.path}: face log format {self.format!r}, expected csv or jsonl")
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: io.TextIOWrapper | None = open(self.partial, "w", newline="")  # noqa: SIM115
+        self._csv = None
+        if self.format == "csv":
+            self._csv = csv.DictWriter(self._file, fieldnames=columns(self.labels))
+            self._csv.writeheader()
+        self.count = 0
+
+    def write(self, frame: FrameResult) -> None:
+        if self._file is None:
+            raise ValueError(f"{self.path}: the face log is closed")
+        for row in rows(frame, self.labels):
+            if self._csv is not None:
+                self._csv.writerow(row)
+            else:
+                self._file.write(json.dumps(row) + "\n")
+            self.count += 1
+
+    def close(self) -> None:
+        """Flush to disk and give the file its final name."""
+        if self._file is None:
+            return
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        os.replace(self.partial, self.path)
+
+    def __enter__(self) -> FaceLog:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._file is not None:
+            self._file.close()  # keep `.partial`: what was written before the error
+            self._file = None
