@@ -1,0 +1,332 @@
+"""Frame sources: a camera by index, a video file, a folder of images.
+
+Every source yields `Frame`s from `read()` and returns None when it has ended; what goes wrong
+on the way is not raised but reported as a `SourceEvent` in `source.events` (a corrupt or
+truncated video ends early with an event saying at which frame; an unreadable image in a
+folder is skipped with an event; a camera that stops delivering is reopened with growing
+pauses, with an event each time). Only a source that cannot be opened at all raises
+`SourceError`, naming what was asked for and what was expected.
+
+`LatestFrame` reads a source in its own thread and keeps only the newest frame, so a slow
+consumer sees the present instead of a growing queue (live use); the headless analysis reads
+`frames(source)` directly and so sees every frame.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# a video read that fails is retried this many times (skipping the frame) before the video ends
+VIDEO_SKIP_TRIES = 3
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened; the message names it and what was expected."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # H × W × 3 uint8, BGR (OpenCV's order)
+    index: int  # frames delivered by this source so far, from 0
+    time_s: float  # position in the video, or seconds since a camera / folder started
+
+
+@dataclass(frozen=True)
+class SourceEvent:
+    kind: str  # "error" (something failed, the source goes on or ends), "retry", "recovered"
+    message: str
+    time: float  # time.monotonic() when it happened
+
+
+class Source:
+    """What the sources share: a name for people, an event log, `read()` and `close()`."""
+
+    live = False  # a camera: frames arrive in real time and may be dropped
+
+    def __init__(self, name: str):
+        self.name = name
+        self.events: deque[SourceEvent] = deque(maxlen=100)
+        self.index = 0
+        self.stopping = False  # set from another thread: read() returns None soon
+
+    def report(self, kind: str, message: str) -> None:
+        self.events.append(SourceEvent(kind, f"{self.name}: {message}", time.monotonic()))
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def fps(self) -> float:
+        return 0.0  # unknown
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoSource(Source):
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        super().__init__(str(path))
+        if not path.is_file():
+            raise SourceError(f"{path}: no such video file")
+        self.capture = cv2.VideoCapture(str(path))
+        if not self.capture.isOpened():
+            self.capture.release()
+            raise SourceError(
+                f"{path}: cannot be read as a video (expected a file OpenCV's FFmpeg can "
+                "decode, e.g. MP4/H.264, AVI/MJPG, MKV, WebM)"
+            )
+        self._fps = float(self.capture.get(cv2.CAP_PROP_FPS)) or 0.0
+        self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
+        self.ended = False
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def read(self) -> Frame | None:
+        if self.ended:
+            return None
+        for _ in range(VIDEO_SKIP_TRIES):
+            ok, image = self.capture.read()
+            if ok and image is not None:
+                return self._frame(image)
+            if self.frame_count and self._position() >= self.frame_count:
+                break  # the real end
+        if self.frame_count and self._position() < self.frame_count:
+            self.report(
+                "error",
+                f"unreadable from frame {self.index} of {self.frame_count} "
+                "(truncated or corrupt); the video ends here",
+            )
+        self.ended = True
+        return None
+
+    def _position(self) -> int:
+        return int(self.capture.get(cv2.CAP_PROP_POS_FRAMES))
+
+    def _frame(self, image: np.ndarray) -> Frame:
+        msec = self.capture.get(cv2.CAP_PROP_POS_MSEC)
+        t = self.index / self._fps if self._fps else msec / 1000.0
+        frame = Frame(_bgr(image), self.index, t)
+        self.index += 1
+        return frame
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+class ImageFolderSource(Source):
+    """The folder's images in name order, each once; `fps` spaces their times."""
+
+    def __init__(self, path: str | Path, fps: float = 5.0):
+        path = Path(path)
+        super().__init__(str(path))
+        if not path.is_dir():
+            raise SourceError(f"{path}: no such folder")
+        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        self._fps = fps
+        self._next = 0
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def read(self) -> Frame | None:
+        while self._next < len(self.files):
+            path = self.files[self._next]
+            self._next += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                self.report("error", f"{path.name} is not a readable image; skipped")
+                continue
+            frame = Frame(image, self.index, self.index / self._fps)
+            self.index += 1
+            return frame
+        return None
+
+
+class CameraSource(Source):
+    """A camera by index (or any device path / URL OpenCV opens). A camera that stops
+    delivering frames is reopened after `first_pause` seconds, then twice as long each time
+    up to `max_pause`; `read()` returns None only once the source is stopped or closed."""
+
+    live = True
+
+    def __init__(
+        self,
+        device: int | str = 0,
+        width: int = 640,
+        height: int = 480,
+        first_pause: float = 0.5,
+        max_pause: float = 8.0,
+    ):
+        super().__init__(f"camera {device}")
+        self.device, self.size = device, (width, height)
+        self.first_pause, self.max_pause = first_pause, max_pause
+        self.capture = self._open()
+        if self.capture is None:
+            raise SourceError(
+                f"camera {device}: cannot be opened (no such camera, or it is busy); "
+                "`python -m app --list-cameras` lists the cameras that open"
+            )
+        self.started = time.monotonic()
+        self.failures = 0
+
+    def _open(self) -> cv2.VideoCapture | None:
+        capture = cv2.VideoCapture(self.device)
+        if not capture.isOpened():
+            capture.release()
+            return None
+        capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queue of old ones
+        return capture
+
+    @property
+    def fps(self) -> float:
+        return float(self.capture.get(cv2.CAP_PROP_FPS)) if self.capture is not None else 0.0
+
+    def read(self) -> Frame | None:
+        while not self.stopping:
+            if self.capture is not None:
+                ok, image = self.capture.read()
+                if ok and image is not None:
+                    if self.failures:
+                        self.report("recovered", f"frames again after {self.failures} failures")
+                        self.failures = 0
+                    frame = Frame(_bgr(image), self.index, time.monotonic() - self.started)
+                    self.index += 1
+                    return frame
+                self.capture.release()
+                self.capture = None
+            self.failures += 1
+            pause = min(self.max_pause, self.first_pause * 2 ** (self.failures - 1))
+            self.report("retry", f"no frame; reopening in {pause:g} s (try {self.failures})")
+            deadline = time.monotonic() + pause
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(min(0.05, pause))
+            if not self.stopping:
+                self.capture = self._open()
+        return None
+
+    def close(self) -> None:
+        self.stopping = True
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """Grey or BGRA frames (some cameras, some videos) as 3-channel BGR."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def list_cameras(max_index: int = 8) -> list[int]:
+    """The camera indices that open and deliver a frame."""
+    found = []
+    for index in range(max_index):
+        capture = cv2.VideoCapture(index)
+        try:
+            if capture.isOpened() and capture.read()[0]:
+                found.append(index)
+        finally:
+            capture.release()
+    return found
+
+
+def open_source(spec: str | int | Path) -> Source:
+    """A camera index (`0`, `"camera:1"`), a folder of images, or a video file."""
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        return CameraSource(int(spec))
+    if isinstance(spec, str) and spec.startswith("camera:"):
+        device = spec.removeprefix("camera:")
+        return CameraSource(int(device) if device.isdigit() else device)
+    path = Path(spec)
+    if path.is_dir():
+        return ImageFolderSource(path)
+    if path.exists():
+        return VideoSource(path)
+    raise SourceError(
+        f"{spec}: no such file or folder (expected a video file, a folder of images, "
+        "or a camera index such as 0)"
+    )
+
+
+def frames(source: Source) -> Iterator[Frame]:
+    """Every frame of a source, in order, until it ends."""
+    while (frame := source.read()) is not None:
+        yield frame
+
+
+class LatestFrame:
+    """Reads `source` in a daemon thread and keeps only the newest frame.
+
+    `get(timeout)` returns a frame newer than the last one it returned, waiting up to
+    `timeout` seconds, or None (nothing new yet, or the source ended: see `ended`).
+    `dropped` counts the frames that were replaced before anyone took them."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self._frame: Frame | None = None
+        self._taken = -1
+        self._cond = threading.Condition()
+        self.ended = False
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name=f"capture {source.name}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.source.stopping and (frame := self.source.read()) is not None:
+                with self._cond:
+                    if self._fresh():
+                        self.dropped += 1
+                    self._frame = frame
+                    self._cond.notify_all()
+        except Exception as error:  # a backend failure ends the source, reported, not raised
+            self.source.report("error", f"capture failed: {error}")
+        finally:
+            self.source.close()  # in this thread: never release a capture another one reads
+            with self._cond:
+                self.ended = True
+                self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.ended or self._fresh(), timeout)
+            if not self._fresh():
+                return None
+            assert self._frame is not None
+            self._taken = self._frame.index
+            return self._frame
+
+    def _fresh(self) -> bool:
+        return self._frame is not None and self._frame.index > self._taken
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop reading; the capture thread releases the source."""
+        self.source.stopping = True
+        self._thread.join(timeout)
