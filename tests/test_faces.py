@@ -1,0 +1,106 @@
+"""Face detection, landmarks and alignment on a real photo (scikit-image's astronaut, Eileen
+Collins), and the checks on the vendored MediaPipe files."""
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_core.faces import (
+    DETECTOR,
+    FRAMINGS,
+    MEDIAPIPE_DIR,
+    FaceFinder,
+    FaceModelError,
+    FaceOptions,
+    aligned_crop,
+    alignment,
+    verified_path,
+)
+from fer_core.track import iou
+
+skimage_data = pytest.importorskip("skimage.data", reason="scikit-image holds the test photo")
+
+ASTRONAUT_FACE = (177, 82, 95, 95)  # x, y, w, h, by eye: forehead to chin
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)  # 512 × 512
+
+
+@pytest.fixture(scope="module")
+def finder():
+    with FaceFinder(FaceOptions(landmarks=True, blendshapes=True)) as f:
+        yield f
+
+
+def test_finds_the_astronauts_face_with_eyes_and_landmarks(astronaut, finder):
+    faces, timings = finder.find(astronaut)
+    (face,) = faces
+    assert iou(np.array(face.box), np.array(ASTRONAUT_FACE))[0, 0] > 0.6
+    assert face.score > 0.8
+    (lx, ly), (rx, ry) = face.eyes
+    x, y, w, h = face.box
+    assert x < lx < rx < x + w and y < min(ly, ry) < y + h / 2  # eyes in the upper half
+    assert face.landmarks.shape == (478, 2)
+    assert len(face.blendshapes) == 52 and 0 <= face.blendshapes["jawOpen"] <= 1
+    assert set(timings) == {"detect", "landmarks"}
+
+
+def test_the_full_range_detector_finds_smaller_faces_of_a_group(astronaut):
+    # two 60-px faces in a 640 × 480 frame: beyond the short-range model, within the full one
+    small = cv2.resize(astronaut, (320, 320))
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[:320, :320] = small
+    frame[160:, 320:] = small[:, ::-1]
+    with FaceFinder(FaceOptions(detector="short")) as short:
+        assert short.find(frame)[0] == []
+    with FaceFinder(FaceOptions(detector="full", landmarks=True)) as full:
+        faces, _ = full.find(frame)
+    assert sorted(f.box[0] // 320 for f in faces) == [0, 1]
+    assert all(f.landmarks is not None for f in faces)
+
+
+def test_no_face_in_a_blank_frame(finder):
+    faces, _ = finder.find(np.full((240, 320, 3), 127, np.uint8))
+    assert faces == []
+
+
+def test_alignment_puts_the_eyes_where_the_dataset_has_them():
+    framing = FRAMINGS["fer2013"]
+    eyes = np.array([[100.0, 120.0], [160.0, 100.0]])  # tilted head
+    m = alignment(eyes, framing, 48)
+    mapped = (m[:, :2] @ eyes.T).T + m[:, 2]
+    assert mapped[:, 1] == pytest.approx([framing.eye_y * 48] * 2)  # level
+    assert mapped.mean(axis=0) == pytest.approx([framing.eye_x * 48, framing.eye_y * 48])
+    assert mapped[1, 0] - mapped[0, 0] == pytest.approx(framing.eye_distance * 48)
+
+
+def test_an_aligned_crop_is_framed_like_fer2013(astronaut, finder):
+    (face,) = finder.find(astronaut)[0]
+    crop = aligned_crop(astronaut, face.eyes, FRAMINGS["fer2013"], 192)
+    assert crop.shape == (192, 192, 3)
+    # the detector finds the eyes of the crop where FER2013 keeps them
+    padded = cv2.copyMakeBorder(crop, 96, 96, 96, 96, cv2.BORDER_REPLICATE)
+    (again,) = finder.find(padded)[0]
+    centre = (again.eyes.mean(axis=0) - 96) / 192
+    # (the detector's eye keypoints move by a few hundredths with the face's scale)
+    assert centre == pytest.approx([0.504, 0.388], abs=0.05)
+
+
+def test_a_missing_or_altered_model_file_says_which_and_how_to_restore(tmp_path):
+    with pytest.raises(FaceModelError, match="missing; restore it") as missing:
+        verified_path(DETECTOR, tmp_path)
+    assert "face_detection_short_range.tflite" in str(missing.value)
+    assert "pip download --no-deps mediapipe==0.10.21" in str(missing.value)
+    altered = tmp_path / DETECTOR.name
+    shutil.copy(MEDIAPIPE_DIR / DETECTOR.name, altered)
+    with altered.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01")
+    with pytest.raises(FaceModelError, match=r"altered \(sha256 [0-9a-f]{16}…, expected bbff11"):
+        FaceFinder(folder=tmp_path)
+    with pytest.raises(ValueError, match="expected one of short, full"):
+        FaceFinder(FaceOptions(detector="long"))
