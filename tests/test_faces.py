@@ -14,6 +14,7 @@ from fer_core.faces import (
     FaceFinder,
     FaceModelError,
     FaceOptions,
+    Framing,
     aligned_crop,
     alignment,
     verified_path,
@@ -104,3 +105,17 @@ def test_a_missing_or_altered_model_file_says_which_and_how_to_restore(tmp_path)
         FaceFinder(folder=tmp_path)
     with pytest.raises(ValueError, match="expected one of short, full"):
         FaceFinder(FaceOptions(detector="long"))
+
+
+def test_framing_measure_recovers_how_faces_were_stored(astronaut, finder):
+    from trainer.framing import measure_framing
+
+    stored = Framing(0.5, 0.42, 0.33)
+    (face,) = finder.find(astronaut)[0]
+    square = aligned_crop(astronaut, face.eyes, stored, 48)
+    grey = cv2.cvtColor(square, cv2.COLOR_BGR2GRAY)
+    result = measure_framing([grey, grey[:, ::-1]], "astronaut")
+    assert result.found == 2
+    measured = [result.eye_x, result.eye_y, result.eye_distance]
+    assert measured == pytest.approx([0.5, 0.42, 0.33], abs=0.05)
+    assert "Framing(" in result.report()

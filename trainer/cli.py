@@ -495,6 +495,28 @@ def _fes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _framing_args(p: argparse.ArgumentParser) -> None:
+    _data_flags(p)
+    p.add_argument("--split", help="split to sample (default: the training split, or the only one)")
+    p.add_argument("--images", type=int, default=600, help="faces to measure (default 600)")
+    p.add_argument("--seed", type=int, default=0, help="which faces are sampled")
+
+
+def _framing(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from trainer.data import read_dataset
+    from trainer.framing import measure_framing
+
+    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    split = dataset[args.split or dataset.train or next(iter(dataset.splits))]
+    rng = np.random.default_rng(args.seed)
+    picked = split.subset(rng.choice(len(split), min(args.images, len(split)), replace=False))
+    images = [picked.decode(i, channels=1) for i in range(len(picked))]
+    print(measure_framing(images, f"{dataset.name} {picked.name}").report())
+    return 0
+
+
 def _relabel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("snapshot", help="checkpoint to start from (a run's snapshot-85.pt / -90.pt)")
     _data_flags(p)
@@ -642,6 +664,11 @@ VERBS: dict[str, Verb] = {
         "fine-tune a checkpoint k-fold on CK+ (subject folds, or the paper's)", _kfold_args, _kfold
     ),
     "fes": Verb("FES matrix from FER+ votes (JSON + heat map)", _fes_args, _fes),
+    "framing": Verb(
+        "where a dataset keeps the eyes in its face squares (for live alignment)",
+        _framing_args,
+        _framing,
+    ),
     "relabel": Verb(
         "fine-tune a snapshot with Auto-FERNet's relabel rule (FES or softmax)",
         _relabel_args,
