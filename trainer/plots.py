@@ -40,7 +40,15 @@ def training_curves(history: Sequence, path: str | Path) -> Path:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+        _whole_epochs(ax)
     return _save(plt, fig, path)
+
+
+def _whole_epochs(ax) -> None:
+    """Epoch ticks at whole numbers (short runs otherwise get 1.25, 1.5, ...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def confusion(
@@ -115,6 +123,7 @@ def flips_figure(
     plt, fig, (ax_line, ax_grid) = _figure(1, 2, figsize=(12, 4.8))
     ax_line.plot(range(1, len(per_epoch) + 1), per_epoch, marker="o", markersize=3)
     ax_line.set(xlabel="epoch", ylabel="labels flipped", title="flips per epoch")
+    _whole_epochs(ax_line)
     ax_line.grid(alpha=0.3)
     total = np.asarray(total)
     cells = [[str(int(c)) if c else "" for c in row] for row in total]
