@@ -229,11 +229,19 @@ def alignment(eyes: np.ndarray, framing: Framing, side: int) -> np.ndarray:
     return np.hstack([rotation, (target - rotation @ centre)[:, None]])
 
 
+def index_coords(m: np.ndarray) -> np.ndarray:
+    """A 2×3 map between continuous coordinates (pixel i spans [i, i+1), as MediaPipe's
+    keypoints are given) as OpenCV's pixel-index coordinates (pixel i at i)."""
+    out = np.array(m, dtype=np.float64)
+    out[:, 2] = out[:, 2] + out[:, :2].sum(axis=1) * 0.5 - 0.5
+    return out
+
+
 def aligned_crop(image: np.ndarray, eyes: np.ndarray, framing: Framing, side: int) -> np.ndarray:
     """The face as the dataset stored it: a `side`² square, eyes level, borders replicated."""
     return cv2.warpAffine(
         image,
-        alignment(eyes, framing, side),
+        index_coords(alignment(eyes, framing, side)),
         (side, side),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,

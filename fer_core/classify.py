@@ -1,0 +1,163 @@
+"""Expression probabilities for faces, from a model package: the face framed as the card says,
+one batch for all faces of a frame, on a backend (onnxruntime here).
+
+The card's view is applied in one affine warp per face: frame → the dataset's face square
+(eyes level, `fer_core.faces.FRAMINGS`) → its centre `crop.fraction` → `input_size`, sampled
+bilinearly at pixel centres with the border replicated, exactly as the trainer's evaluation
+view samples a stored face (so a stored FER2013 face gives the trainer's logits).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer_core.faces import FRAMINGS, Framing, alignment, index_coords
+from fer_core.zoo import ModelCard, ModelPackage, load_package, open_session
+
+LIVE_TTA = ("none", "flip")  # ten crops per face cost ten forwards: not for live video
+# cards whose dataset has no measured framing use FER2013's (tight, forehead to chin)
+DEFAULT_FRAMING = "fer2013"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """A model card's input view, on faces in frames or on stored face squares."""
+
+    size: tuple[int, int]  # H, W
+    channels: int
+    scale: float
+    mean: np.ndarray
+    std: np.ndarray
+    crop: float  # the centre fraction of the face square the network sees
+    framing: Framing
+    tta: str
+
+    @classmethod
+    def from_card(cls, card: ModelCard) -> Preprocess:
+        framing = card.crop.get("framing") or DEFAULT_FRAMING
+        return cls(
+            size=(int(card.input_size[0]), int(card.input_size[1])),
+            channels=card.channels,
+            scale=float(card.scale),
+            mean=np.asarray(card.mean, np.float32).reshape(1, -1, 1, 1),
+            std=np.asarray(card.std, np.float32).reshape(1, -1, 1, 1),
+            crop=float(card.crop.get("fraction", 1.0)),
+            framing=FRAMINGS.get(framing, FRAMINGS[DEFAULT_FRAMING]),
+            tta=card.tta,
+        )
+
+    def _warp(self, to_unit: np.ndarray) -> np.ndarray:
+        """Index-coordinate map onto the network input, given the continuous map of the source
+        onto the unit face square."""
+        h, w = self.size
+        lo = (1 - self.crop) / 2  # the centre crop starts here in the unit square
+        kx, ky = w / self.crop, h / self.crop
+        full = np.diag([kx, ky]) @ to_unit
+        full[:, 2] -= (lo * kx, lo * ky)
+        return index_coords(full)
+
+    def _sample(self, image: np.ndarray, to_unit: np.ndarray) -> np.ndarray:
+        h, w = self.size
+        return cv2.warpAffine(
+            image,
+            self._warp(to_unit),
+            (w, h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+
+    def from_frame(self, frame: np.ndarray, eyes: list[np.ndarray]) -> np.ndarray:
+        """uint8 N×H×W×3 (BGR) network-sized faces, one per eye pair (image-left eye first)."""
+        h, w = self.size
+        out = np.empty((len(eyes), h, w, 3), np.uint8)
+        for i, pair in enumerate(eyes):
+            out[i] = self._sample(frame, alignment(pair, self.framing, 1.0))
+        return out
+
+    def from_stored(self, squares: np.ndarray) -> np.ndarray:
+        """Stored face squares (uint8 N×S×S grey or N×S×S×3 BGR) → network-sized faces."""
+        side = squares.shape[2]
+        to_unit = np.array([[1.0 / side, 0, 0], [0, 1.0 / squares.shape[1], 0]])
+        return np.stack([self._sample(s, to_unit) for s in squares])
+
+    def tensor(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 N×H×W[×3] faces → the float32 N×C×H×W network input."""
+        if faces.ndim == 3:
+            faces = faces[..., None]
+        if self.channels == 1 and faces.shape[-1] == 3:
+            faces = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in faces])[..., None]
+        elif self.channels == 3:
+            faces = (
+                np.repeat(faces, 3, axis=-1)
+                if faces.shape[-1] == 1
+                else faces[..., ::-1]  # BGR → RGB, the order the trainer feeds
+            )
+        x = faces.transpose(0, 3, 1, 2).astype(np.float32) / self.scale
+        return np.ascontiguousarray((x - self.mean) / self.std)
+
+
+def onnx_backend(package: ModelPackage, precision: str, threads: int) -> Callable:
+    session = open_session(package.model_file(precision), threads)
+    return lambda x: session.run(["logits"], {"image": x})[0]
+
+
+# name → (package, precision, threads) → forward(float32 N×C×H×W) → logits
+BACKENDS: dict[str, Callable[[ModelPackage, str, int], Callable]] = {
+    "onnxruntime": onnx_backend,
+}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    """A model package on a backend: `classify(frame, eyes)` → probabilities (N × classes)."""
+
+    def __init__(
+        self,
+        package: str | Path | ModelPackage,
+        backend: str = "onnxruntime",
+        precision: str = "fp32",
+        threads: int = 1,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        self.package = package if isinstance(package, ModelPackage) else load_package(package)
+        self.labels = list(self.package.card.labels)
+        self.preprocess = Preprocess.from_card(self.package.card)
+        if self.preprocess.tta not in LIVE_TTA:
+            raise ValueError(
+                f"{self.package.path}: test-time views {self.preprocess.tta!r} are not run live "
+                f"(expected one of {', '.join(LIVE_TTA)}); export the package with --tta none"
+            )
+        self.backend, self.precision = backend, precision
+        self._forward = BACKENDS[backend](self.package, precision, threads)
+
+    def logits(self, faces: np.ndarray) -> np.ndarray:
+        """Network-sized uint8 faces → logits, averaged over the card's test-time views."""
+        if not len(faces):
+            return np.zeros((0, len(self.labels)), np.float32)
+        x = self.preprocess.tensor(faces)
+        if self.preprocess.tta == "flip":
+            return (self._forward(x) + self._forward(np.ascontiguousarray(x[..., ::-1]))) / 2
+        return self._forward(x)
+
+    def classify(
+        self, frame: np.ndarray, eyes: list[np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """Probabilities for each face (given by its eye pair) and the ms of each stage."""
+        t0 = time.perf_counter()
+        faces = self.preprocess.from_frame(frame, eyes)
+        t1 = time.perf_counter()
+        probs = softmax(self.logits(faces))
+        t2 = time.perf_counter()
+        return probs, {"align": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3}
