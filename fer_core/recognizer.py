@@ -1,0 +1,94 @@
+"""The engine in one object: `Recognizer(RecognizerOptions(...)).process(frame)` → `FrameResult`.
+
+Faces (MediaPipe) → one aligned batch through the model package → tracked and smoothed
+probabilities, with the milliseconds of every stage. `run(source)` does it for every frame of
+a source (`fer_core.capture`); the desktop app and the headless analysis are two fronts over
+this.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fer_core.capture import Frame, Source, frames
+from fer_core.classify import Classifier
+from fer_core.faces import FaceFinder, FaceOptions
+from fer_core.results import FaceResult, FrameResult
+from fer_core.track import Tracker, TrackerOptions
+from fer_core.zoo import default_package
+
+
+@dataclass(frozen=True)
+class RecognizerOptions:
+    model: str | Path | None = None  # a package name in assets/models or a folder; None: default
+    backend: str = "onnxruntime"
+    precision: str = "fp32"  # or "int8" where the package has it
+    threads: int = 1  # classifier threads
+    faces: FaceOptions = field(default_factory=FaceOptions)
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+
+
+class Recognizer:
+    def __init__(self, options: RecognizerOptions | None = None):
+        self.options = options or RecognizerOptions()
+        o = self.options
+        self.classifier = Classifier(
+            o.model if o.model is not None else default_package(), o.backend, o.precision, o.threads
+        )
+        self.labels = self.classifier.labels
+        self.finder = FaceFinder(o.faces)
+        self.tracker = Tracker(self.labels, o.tracker)
+
+    @property
+    def model_name(self) -> str:
+        return self.classifier.package.name
+
+    def process(self, image: np.ndarray, index: int = 0, time_s: float = 0.0) -> FrameResult:
+        """One BGR frame → its faces, largest first, with smoothed labels and stage timings."""
+        t0 = time.perf_counter()
+        faces, timings = self.finder.find(image)
+        probs, classify_ms = self.classifier.classify(image, [f.eyes for f in faces])
+        timings.update(classify_ms)
+        t1 = time.perf_counter()
+        tracked = self.tracker.update(np.array([f.box for f in faces]).reshape(-1, 4), probs)
+        timings["track"] = (time.perf_counter() - t1) * 1e3
+        results = tuple(
+            FaceResult(
+                track_id=t.track_id,
+                box=f.box,
+                probs=dict(zip(self.labels, t.smoothed.tolist(), strict=True)),
+                raw_probs=dict(zip(self.labels, p.tolist(), strict=True)),
+                label=t.label,
+                score=t.score,
+                detection_score=f.score,
+                landmarks=f.landmarks,
+                blendshapes=f.blendshapes,
+            )
+            for f, p, t in zip(faces, probs, tracked, strict=True)
+        )
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        h, w = image.shape[:2]
+        return FrameResult(index, time_s, w, h, results, timings)
+
+    def process_frame(self, frame: Frame) -> FrameResult:
+        return self.process(frame.image, frame.index, frame.time_s)
+
+    def run(self, source: Source) -> Iterator[FrameResult]:
+        """Every frame of `source`, in order (tracks start afresh)."""
+        self.tracker.reset()
+        for frame in frames(source):
+            yield self.process_frame(frame)
+
+    def close(self) -> None:
+        self.finder.close()
+
+    def __enter__(self) -> Recognizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,68 @@
+"""The engine end to end on short real-face videos the tests compose from scikit-image's
+astronaut photo: faces found, one stable id per face, smoothed labels, stage timings."""
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_core.capture import VideoSource
+from fer_core.faces import FaceOptions
+from fer_core.recognizer import Recognizer, RecognizerOptions
+from fer_core.track import TrackerOptions
+
+skimage_data = pytest.importorskip("skimage.data", reason="scikit-image holds the test photo")
+
+
+def astronaut_video(path, frames, size=(640, 480), faces=1):
+    """The astronaut's head drifting across a grey frame: `faces` copies side by side."""
+    face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)[40:300, 120:330]  # 260×210
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, size)
+    for i in range(frames):
+        canvas = np.full((h, w, 3), 110, np.uint8)
+        for k in range(faces):
+            x = 20 + 3 * i + k * (w // faces)
+            tile = face if faces == 1 else cv2.resize(face, (w // faces - 40, 2 * h // 3))
+            canvas[60 : 60 + tile.shape[0], x : x + tile.shape[1]] = tile
+        writer.write(canvas)
+    writer.release()
+    return path
+
+
+def test_one_face_keeps_its_id_and_label_over_a_video(tmp_path):
+    video = astronaut_video(tmp_path / "one.avi", 12)
+    with Recognizer() as recognizer, VideoSource(video) as source:
+        results = list(recognizer.run(source))
+    assert len(results) == 12
+    assert all(len(r.faces) == 1 for r in results)
+    assert {r.faces[0].track_id for r in results} == {1}
+    last = results[-1].faces[0]
+    assert last.label == "happy" and last.score > 0.5
+    assert sum(last.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert set(results[0].timings_ms) == {"detect", "align", "classify", "track", "total"}
+    assert results[3].time_s == pytest.approx(3 / 25)
+
+
+def test_several_faces_get_distinct_stable_ids(tmp_path):
+    video = astronaut_video(tmp_path / "three.avi", 6, faces=3)
+    options = RecognizerOptions(
+        faces=FaceOptions(detector="full", landmarks=True),
+        tracker=TrackerOptions(smoothing="window", window=4),
+    )
+    with Recognizer(options) as recognizer, VideoSource(video) as source:
+        results = list(recognizer.run(source))
+    ids_per_frame = [sorted(f.track_id for f in r.faces) for r in results]
+    assert ids_per_frame == [[1, 2, 3]] * 6
+    by_id = {}
+    for r in results:
+        for f in r.faces:
+            by_id.setdefault(f.track_id, []).append(f.box[0])
+    assert all(xs == sorted(xs) for xs in by_id.values())  # each id follows its drifting face
+    assert all(f.landmarks.shape == (478, 2) for f in results[-1].faces)
+    assert "landmarks" in results[-1].timings_ms
+
+
+def test_a_frame_without_faces_is_an_empty_result():
+    with Recognizer() as recognizer:
+        result = recognizer.process(np.full((120, 160, 3), 90, np.uint8), index=7, time_s=0.5)
+    assert result.faces == () and (result.index, result.width, result.height) == (7, 160, 120)
