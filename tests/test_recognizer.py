@@ -18,11 +18,12 @@ def astronaut_video(path, frames, size=(640, 480), faces=1):
     face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)[40:300, 120:330]  # 260×210
     w, h = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, size)
+    tw = min(face.shape[1], w // faces - 80)
+    tile = cv2.resize(face, (tw, round(tw * face.shape[0] / face.shape[1])))
     for i in range(frames):
         canvas = np.full((h, w, 3), 110, np.uint8)
         for k in range(faces):
-            x = 20 + 3 * i + k * (w // faces)
-            tile = face if faces == 1 else cv2.resize(face, (w // faces - 40, 2 * h // 3))
+            x = 20 + 3 * min(i % 40, 40 - i % 40) + k * (w // faces)  # drifts right, then back
             canvas[60 : 60 + tile.shape[0], x : x + tile.shape[1]] = tile
         writer.write(canvas)
     writer.release()
