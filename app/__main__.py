@@ -1,16 +1,19 @@
-"""`python -m app analyze VIDEO ...`: the headless front (no Qt needed)."""
+"""`python -m app analyze VIDEO ...` and `python -m app benchmark`: the headless fronts (no Qt)."""
 
 import sys
+from importlib import import_module
+
+VERBS = {"analyze": "app.analyze", "benchmark": "app.benchmark"}
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["analyze"]:
-        from app.analyze import main as analyze
-
-        return analyze(argv[1:])
+    if argv[:1] and argv[0] in VERBS:
+        return import_module(VERBS[argv[0]]).main(argv[1:])
     print(
         "usage: python -m app analyze VIDEO [--out ANNOTATED.mp4] [--csv FACES.csv] "
-        "[--json FACES.jsonl] [--model NAME]\n(the desktop window arrives with issue 4)",
+        "[--json FACES.jsonl] [--model NAME]\n"
+        "       python -m app benchmark [--frames N]\n"
+        "(the desktop window arrives with issue 4)",
         file=sys.stderr,
     )
     return 2

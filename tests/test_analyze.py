@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from app.__main__ import main
-from tests.test_recognizer import astronaut_video
+from fer_core.demo import write_demo_video
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     path = tmp_path_factory.mktemp("video") / "clip.avi"
-    astronaut_video(path, 10)
+    write_demo_video(path, 10)
     # three face-less frames in front: they must give no row
     capture = cv2.VideoCapture(str(path))
     frames = [capture.read()[1] for _ in range(10)]
@@ -73,3 +73,11 @@ def test_analyze_needs_something_to_write(video):
     with pytest.raises(SystemExit) as exit_:
         main(["analyze", str(video)])
     assert exit_.value.code == 2
+
+
+def test_benchmark_prints_both_cases(capsys):
+    assert main(["benchmark", "--frames", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["faces", "detector", "frames/s"]
+    assert [line.split()[:2] for line in lines[1:3]] == [["1", "short"], ["5", "full"]]
+    assert [int(line.split()[3]) for line in lines[1:3]] == [4, 20]  # every face of every frame

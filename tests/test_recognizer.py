@@ -1,37 +1,18 @@
-"""The engine end to end on short real-face videos the tests compose from scikit-image's
-astronaut photo: faces found, one stable id per face, smoothed labels, stage timings."""
+"""The engine end to end on short real-face videos composed from the shipped demo photo
+(astronaut Eileen Collins): faces found, one stable id per face, smoothed labels, timings."""
 
-import cv2
 import numpy as np
 import pytest
 
 from fer_core.capture import VideoSource
+from fer_core.demo import write_demo_video
 from fer_core.faces import FaceOptions
 from fer_core.recognizer import Recognizer, RecognizerOptions
 from fer_core.track import TrackerOptions
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image holds the test photo")
-
-
-def astronaut_video(path, frames, size=(640, 480), faces=1):
-    """The astronaut's head drifting across a grey frame: `faces` copies side by side."""
-    face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)[40:300, 120:330]  # 260×210
-    w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, size)
-    tw = min(face.shape[1], w // faces - 80)
-    tile = cv2.resize(face, (tw, round(tw * face.shape[0] / face.shape[1])))
-    for i in range(frames):
-        canvas = np.full((h, w, 3), 110, np.uint8)
-        for k in range(faces):
-            x = 20 + 3 * min(i % 40, 40 - i % 40) + k * (w // faces)  # drifts right, then back
-            canvas[60 : 60 + tile.shape[0], x : x + tile.shape[1]] = tile
-        writer.write(canvas)
-    writer.release()
-    return path
-
 
 def test_one_face_keeps_its_id_and_label_over_a_video(tmp_path):
-    video = astronaut_video(tmp_path / "one.avi", 12)
+    video = write_demo_video(tmp_path / "one.avi", 12)
     with Recognizer() as recognizer, VideoSource(video) as source:
         results = list(recognizer.run(source))
     assert len(results) == 12
@@ -45,7 +26,7 @@ def test_one_face_keeps_its_id_and_label_over_a_video(tmp_path):
 
 
 def test_several_faces_get_distinct_stable_ids(tmp_path):
-    video = astronaut_video(tmp_path / "three.avi", 6, faces=3)
+    video = write_demo_video(tmp_path / "three.avi", 6, faces=3)
     options = RecognizerOptions(
         faces=FaceOptions(detector="full", landmarks=True),
         tracker=TrackerOptions(smoothing="window", window=4),
