@@ -57,6 +57,7 @@ class Source:
         self.events: deque[SourceEvent] = deque(maxlen=100)
         self.index = 0
         self.stopping = False  # set from another thread: read() returns None soon
+        self.fps = 0.0  # frames per second; 0 when unknown
 
     def report(self, kind: str, message: str) -> None:
         self.events.append(SourceEvent(kind, f"{self.name}: {message}", time.monotonic()))
@@ -66,10 +67,6 @@ class Source:
 
     def close(self) -> None:
         pass
-
-    @property
-    def fps(self) -> float:
-        return 0.0  # unknown
 
     def __enter__(self) -> Source:
         return self
@@ -91,13 +88,9 @@ class VideoSource(Source):
                 f"{path}: cannot be read as a video (expected a file OpenCV's FFmpeg can "
                 "decode, e.g. MP4/H.264, AVI/MJPG, MKV, WebM)"
             )
-        self._fps = float(self.capture.get(cv2.CAP_PROP_FPS)) or 0.0
+        self.fps = float(self.capture.get(cv2.CAP_PROP_FPS)) or 0.0
         self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
         self.ended = False
-
-    @property
-    def fps(self) -> float:
-        return self._fps
 
     def read(self) -> Frame | None:
         if self.ended:
@@ -122,7 +115,7 @@ class VideoSource(Source):
 
     def _frame(self, image: np.ndarray) -> Frame:
         msec = self.capture.get(cv2.CAP_PROP_POS_MSEC)
-        t = self.index / self._fps if self._fps else msec / 1000.0
+        t = self.index / self.fps if self.fps else msec / 1000.0
         frame = Frame(_bgr(image), self.index, t)
         self.index += 1
         return frame
@@ -142,12 +135,8 @@ class ImageFolderSource(Source):
         self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-        self._fps = fps
+        self.fps = fps
         self._next = 0
-
-    @property
-    def fps(self) -> float:
-        return self._fps
 
     def read(self) -> Frame | None:
         while self._next < len(self.files):
@@ -157,7 +146,7 @@ class ImageFolderSource(Source):
             if image is None:
                 self.report("error", f"{path.name} is not a readable image; skipped")
                 continue
-            frame = Frame(image, self.index, self.index / self._fps)
+            frame = Frame(image, self.index, self.index / self.fps)
             self.index += 1
             return frame
         return None
@@ -198,11 +187,8 @@ class CameraSource(Source):
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queue of old ones
+        self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 0.0
         return capture
-
-    @property
-    def fps(self) -> float:
-        return float(self.capture.get(cv2.CAP_PROP_FPS)) if self.capture is not None else 0.0
 
     def read(self) -> Frame | None:
         while not self.stopping:

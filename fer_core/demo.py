@@ -5,6 +5,7 @@ Tests and the benchmark use the same frames, written to a video with `write_demo
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -18,11 +19,17 @@ DEMO_FACE = Path(__file__).resolve().parent.parent / "assets" / "demo" / "astron
 LABEL = "DEMO SOURCE (no camera)"
 
 
-def demo_frame(i: int, faces: int = 1, size: tuple[int, int] = (640, 480), label: bool = True):
-    """Frame `i`: `faces` copies of the face on a grid, drifting right for 20 frames and back."""
+@functools.cache
+def _demo_face() -> np.ndarray:
     face = cv2.imread(str(DEMO_FACE), cv2.IMREAD_COLOR)
     if face is None:
         raise SourceError(f"{DEMO_FACE}: the demo picture is missing or unreadable")
+    return face
+
+
+def demo_frame(i: int, faces: int = 1, size: tuple[int, int] = (640, 480), label: bool = True):
+    """Frame `i`: `faces` copies of the face on a grid, drifting right for 20 frames and back."""
+    face = _demo_face()
     w, h = size
     cols = math.ceil(math.sqrt(faces))
     rows = math.ceil(faces / cols)
@@ -47,20 +54,16 @@ class DemoSource(Source):
 
     def __init__(self, faces: int = 1, fps: float = 25.0):
         super().__init__(LABEL)
-        self.faces, self._fps = faces, fps
+        self.faces, self.fps = faces, fps
         demo_frame(0, faces)  # fails now, with the path, if the picture is missing
         self.started = time.monotonic()
-
-    @property
-    def fps(self) -> float:
-        return self._fps
 
     def read(self) -> Frame | None:
         if self.stopping:
             return None
-        due = self.started + self.index / self._fps
+        due = self.started + self.index / self.fps
         time.sleep(max(0.0, due - time.monotonic()))
-        frame = Frame(demo_frame(self.index, self.faces), self.index, self.index / self._fps)
+        frame = Frame(demo_frame(self.index, self.faces), self.index, self.index / self.fps)
         self.index += 1
         return frame
 

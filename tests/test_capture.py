@@ -126,3 +126,16 @@ def test_latest_frame_drops_what_a_slow_consumer_cannot_take(tmp_path):
     assert reader.ended
     assert taken == sorted(set(taken))  # never the same frame twice, never backwards
     assert reader.dropped > 0 and len(taken) + reader.dropped == 150
+
+
+def test_demo_source_paces_labelled_frames_until_closed():
+    from fer_core.demo import LABEL, DemoSource
+
+    source = DemoSource(faces=2, fps=200.0)
+    got = [source.read() for _ in range(3)]
+    assert [f.index for f in got] == [0, 1, 2]
+    assert got[2].time_s == pytest.approx(0.01)
+    assert got[0].image.shape == (480, 640, 3)
+    assert source.live and source.name == LABEL
+    source.close()
+    assert source.read() is None
