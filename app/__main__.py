@@ -1,9 +1,9 @@
-"""`python -m app analyze VIDEO ...` and `python -m app benchmark`: the headless fronts (no Qt)."""
+"""`python -m app analyze | benchmark | cameras`: the headless fronts (no Qt)."""
 
 import sys
 from importlib import import_module
 
-VERBS = {"analyze": "app.analyze", "benchmark": "app.benchmark"}
+VERBS = {"analyze": "app.analyze", "benchmark": "app.benchmark", "cameras": "app.cameras"}
 
 
 def main(argv: list[str]) -> int:
@@ -13,6 +13,7 @@ def main(argv: list[str]) -> int:
         "usage: python -m app analyze VIDEO [--out ANNOTATED.mp4] [--csv FACES.csv] "
         "[--json FACES.jsonl] [--model NAME]\n"
         "       python -m app benchmark [--frames N]\n"
+        "       python -m app cameras\n"
         "(the desktop window arrives with issue 4)",
         file=sys.stderr,
     )

@@ -174,7 +174,7 @@ class CameraSource(Source):
         if self.capture is None:
             raise SourceError(
                 f"camera {device}: cannot be opened (no such camera, or it is busy); "
-                "`python -m app --list-cameras` lists the cameras that open"
+                "`python -m app cameras` lists the cameras that open"
             )
         self.started = time.monotonic()
         self.failures = 0

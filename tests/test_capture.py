@@ -139,3 +139,14 @@ def test_demo_source_paces_labelled_frames_until_closed():
     assert source.live and source.name == LABEL
     source.close()
     assert source.read() is None
+
+
+def test_cameras_verb_says_when_none_opens(capsys):
+    from app.__main__ import main
+
+    code = main(["cameras", "--max-index", "1"])
+    out = capsys.readouterr().out
+    # CI machines have no camera; a developer's machine may have one at index 0
+    assert (code, out) == (1, "no camera opens on this machine (tried indices 0–0)\n") or (
+        code == 0 and out == "camera 0\n"
+    )
