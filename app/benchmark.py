@@ -17,11 +17,11 @@ CASES = ((1, "short"), (5, "full"))
 
 def run(frames: int, model: str | None, precision: str, threads: int) -> list[tuple]:
     rows = []
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)  # each case runs exactly as `analyze` with these flags
     with tempfile.TemporaryDirectory() as tmp:
         for faces, detector in CASES:
             video = write_demo_video(Path(tmp) / f"demo-{faces}.avi", frames, faces)
-            parser = argparse.ArgumentParser()
-            add_arguments(parser)
             argv = [str(video), "--out", f"{tmp}/out-{faces}.mp4", "--csv", f"{tmp}/f-{faces}.csv",
                     "--detector", detector, "--precision", precision, "--threads", str(threads),
                     "--no-progress"] + (["--model", model] if model else [])  # fmt: skip

@@ -114,8 +114,7 @@ class VideoSource(Source):
         return int(self.capture.get(cv2.CAP_PROP_POS_FRAMES))
 
     def _frame(self, image: np.ndarray) -> Frame:
-        msec = self.capture.get(cv2.CAP_PROP_POS_MSEC)
-        t = self.index / self.fps if self.fps else msec / 1000.0
+        t = self.index / self.fps if self.fps else self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
         frame = Frame(_bgr(image), self.index, t)
         self.index += 1
         return frame

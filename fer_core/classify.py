@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_core.faces import FRAMINGS, Framing, alignment, index_coords
+from fer_core.faces import FRAMINGS, Framing, alignment, warp
 from fer_core.zoo import ModelCard, ModelPackage, load_package, open_session
 
 LIVE_TTA = ("none", "flip")  # ten crops per face cost ten forwards: not for live video
@@ -52,25 +52,15 @@ class Preprocess:
             tta=card.tta,
         )
 
-    def _warp(self, to_unit: np.ndarray) -> np.ndarray:
-        """Index-coordinate map onto the network input, given the continuous map of the source
-        onto the unit face square."""
+    def _sample(self, image: np.ndarray, to_unit: np.ndarray) -> np.ndarray:
+        """The network-sized face, given the (continuous) map of `image` onto the unit face
+        square: its centre `crop` scaled to `size`."""
         h, w = self.size
         lo = (1 - self.crop) / 2  # the centre crop starts here in the unit square
         kx, ky = w / self.crop, h / self.crop
-        full = np.diag([kx, ky]) @ to_unit
-        full[:, 2] -= (lo * kx, lo * ky)
-        return index_coords(full)
-
-    def _sample(self, image: np.ndarray, to_unit: np.ndarray) -> np.ndarray:
-        h, w = self.size
-        return cv2.warpAffine(
-            image,
-            self._warp(to_unit),
-            (w, h),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        m = np.diag([kx, ky]) @ to_unit
+        m[:, 2] -= (lo * kx, lo * ky)
+        return warp(image, m, (w, h))
 
     def from_frame(self, frame: np.ndarray, eyes: list[np.ndarray]) -> np.ndarray:
         """uint8 N×H×W×3 (BGR) network-sized faces, one per eye pair (image-left eye first)."""

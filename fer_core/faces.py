@@ -119,8 +119,10 @@ class FaceFinder:
     largest first, and the milliseconds each stage took."""
 
     def __init__(self, options: FaceOptions | None = None, folder: Path = MEDIAPIPE_DIR):
+        import mediapipe
         from mediapipe.tasks.python import BaseOptions, vision
 
+        self._mp = mediapipe
         self.options = options or FaceOptions()
         if self.options.detector not in DETECTORS:
             raise ValueError(
@@ -145,15 +147,16 @@ class FaceFinder:
                 )
             )
 
-    def find(self, image: np.ndarray) -> tuple[list[Face], dict[str, float]]:
-        import mediapipe as mp
+    def _picture(self, rgb: np.ndarray):
+        """An RGB uint8 array as the image MediaPipe's tasks take."""
+        return self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
 
+    def find(self, image: np.ndarray) -> tuple[list[Face], dict[str, float]]:
         h, w = image.shape[:2]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         rgb = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        picture = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-        detections = self.detector.detect(picture).detections
+        detections = self.detector.detect(self._picture(rgb)).detections
         timings["detect"] = (time.perf_counter() - t0) * 1e3
         faces = []
         for d in detections:
@@ -177,23 +180,15 @@ class FaceFinder:
     def _with_landmarks(self, rgb: np.ndarray, face: Face) -> Face:
         """Landmarks from a square around the face scaled to LANDMARK_SIDE pixels, so small
         faces (which the landmarker's own detector misses in the whole frame) get them too."""
-        import mediapipe as mp
-
         x, y, w, h = face.box
         side = 2.0 * max(w, h)
         scale = LANDMARK_SIDE / side
         # crop pixel = scale · (frame pixel − corner)
         corner = np.array([x + w / 2 - side / 2, y + h / 2 - side / 2])
         m = np.array([[scale, 0, -scale * corner[0]], [0, scale, -scale * corner[1]]])
-        crop = cv2.warpAffine(
-            rgb,
-            m,
-            (LANDMARK_SIDE, LANDMARK_SIDE),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
+        crop = warp(rgb, m, (LANDMARK_SIDE, LANDMARK_SIDE), cv2.BORDER_CONSTANT)
         assert self.landmarker is not None
-        result = self.landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=crop))
+        result = self.landmarker.detect(self._picture(crop))
         if not result.face_landmarks:
             return face
         points = np.array([[p.x, p.y] for p in result.face_landmarks[0]]) * LANDMARK_SIDE
@@ -229,20 +224,20 @@ def alignment(eyes: np.ndarray, framing: Framing, side: int) -> np.ndarray:
     return np.hstack([rotation, (target - rotation @ centre)[:, None]])
 
 
-def index_coords(m: np.ndarray) -> np.ndarray:
-    """A 2×3 map between continuous coordinates (pixel i spans [i, i+1), as MediaPipe's
-    keypoints are given) as OpenCV's pixel-index coordinates (pixel i at i)."""
-    out = np.array(m, dtype=np.float64)
-    out[:, 2] = out[:, 2] + out[:, :2].sum(axis=1) * 0.5 - 0.5
-    return out
+def warp(
+    image: np.ndarray,
+    m: np.ndarray,
+    size: tuple[int, int],
+    border: int = cv2.BORDER_REPLICATE,
+) -> np.ndarray:
+    """`image` resampled (bilinear) into a W×H picture through the 2×3 map `m`, given between
+    continuous coordinates (pixel i spans [i, i+1), as MediaPipe's keypoints are); OpenCV
+    wants pixel-index coordinates (pixel i at i), so the map is shifted by half a pixel."""
+    index = np.array(m, dtype=np.float64)
+    index[:, 2] = index[:, 2] + index[:, :2].sum(axis=1) * 0.5 - 0.5
+    return cv2.warpAffine(image, index, size, flags=cv2.INTER_LINEAR, borderMode=border)
 
 
 def aligned_crop(image: np.ndarray, eyes: np.ndarray, framing: Framing, side: int) -> np.ndarray:
     """The face as the dataset stored it: a `side`² square, eyes level, borders replicated."""
-    return cv2.warpAffine(
-        image,
-        index_coords(alignment(eyes, framing, side)),
-        (side, side),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    return warp(image, alignment(eyes, framing, side), (side, side))
