@@ -27,8 +27,9 @@ def _demo_face() -> np.ndarray:
     return face
 
 
-def demo_frame(i: int, faces: int = 1, size: tuple[int, int] = (640, 480), label: bool = True):
-    """Frame `i`: `faces` copies of the face on a grid, drifting right for 20 frames and back."""
+@functools.cache
+def _layout(faces: int, size: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The face scaled to its grid cell, and each copy's top-left corner before the drift."""
     face = _demo_face()
     w, h = size
     cols = math.ceil(math.sqrt(faces))
@@ -36,12 +37,17 @@ def demo_frame(i: int, faces: int = 1, size: tuple[int, int] = (640, 480), label
     cell_w, cell_h = w // cols, h // rows
     tw = min(face.shape[1], cell_w - 70, round((cell_h - 20) * face.shape[1] / face.shape[0]))
     tile = cv2.resize(face, (tw, round(tw * face.shape[0] / face.shape[1])))
+    return tile, [((k % cols) * cell_w + 10, (k // cols) * cell_h + 10) for k in range(faces)]
+
+
+def demo_frame(i: int, faces: int = 1, size: tuple[int, int] = (640, 480), label: bool = True):
+    """Frame `i`: `faces` copies of the face on a grid, drifting right for 20 frames and back."""
+    w, h = size
+    tile, corners = _layout(faces, size)
     canvas = np.full((h, w, 3), 110, np.uint8)
     drift = 3 * min(i % 40, 40 - i % 40)
-    for k in range(faces):
-        x = (k % cols) * cell_w + 10 + drift
-        y = (k // cols) * cell_h + 10
-        canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+    for x, y in corners:
+        canvas[y : y + tile.shape[0], x + drift : x + drift + tile.shape[1]] = tile
     if label:
         cv2.putText(canvas, LABEL, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
     return canvas

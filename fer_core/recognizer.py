@@ -44,10 +44,6 @@ class Recognizer:
         self.finder = FaceFinder(o.faces)
         self.tracker = Tracker(self.labels, o.tracker)
 
-    @property
-    def model_name(self) -> str:
-        return self.classifier.package.name
-
     def process(self, image: np.ndarray, index: int = 0, time_s: float = 0.0) -> FrameResult:
         """One BGR frame → its faces, largest first, with smoothed labels and stage timings."""
         t0 = time.perf_counter()
