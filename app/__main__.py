@@ -1,4 +1,5 @@
-"""`python -m app analyze | benchmark | cameras`: the headless fronts (no Qt)."""
+"""`python -m app`: the desktop window (app.launch); `python -m app analyze | benchmark |
+cameras`: the headless fronts (no Qt)."""
 
 import sys
 from importlib import import_module
@@ -9,15 +10,7 @@ VERBS = {"analyze": "app.analyze", "benchmark": "app.benchmark", "cameras": "app
 def main(argv: list[str]) -> int:
     if argv[:1] and argv[0] in VERBS:
         return import_module(VERBS[argv[0]]).main(argv[1:])
-    print(
-        "usage: python -m app analyze VIDEO [--out ANNOTATED.mp4] [--csv FACES.csv] "
-        "[--json FACES.jsonl] [--model NAME]\n"
-        "       python -m app benchmark [--frames N]\n"
-        "       python -m app cameras\n"
-        "(the desktop window arrives with issue 4)",
-        file=sys.stderr,
-    )
-    return 2
+    return import_module("app.launch").main(argv)
 
 
 if __name__ == "__main__":

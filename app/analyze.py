@@ -7,20 +7,17 @@ per second. Qt-free: it runs on a server.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import cv2
 
 from fer_core.capture import SourceError, VideoSource, frames
 from fer_core.faces import DETECTORS, FaceOptions
 from fer_core.overlay import draw
 from fer_core.recognizer import Recognizer, RecognizerOptions
+from fer_core.recording import AnnotatedVideo
 from fer_core.results import FaceLog
 from fer_core.track import SMOOTHERS, TrackerOptions
 
@@ -105,36 +102,6 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
         summary.events = [e.message for e in source.events]
     summary.stage_ms = {k: statistics.median(v) for k, v in timings.items()}
     return summary
-
-
-class AnnotatedVideo:
-    """An MP4 (MPEG-4 part 2) written to `<name>.partial.mp4` and renamed when complete; the
-    size comes from the first frame."""
-
-    def __init__(self, path: str | Path, fps: float):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix or '.mp4'}")
-        self.fps = fps or 25.0
-        self.writer: cv2.VideoWriter | None = None
-
-    def write(self, picture) -> None:
-        if self.writer is None:
-            h, w = picture.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            self.writer = cv2.VideoWriter(str(self.partial), fourcc, self.fps, (w, h))
-            if not self.writer.isOpened():
-                raise OSError(f"{self.path}: cannot write a video here (expected a writable .mp4)")
-        self.writer.write(picture)
-
-    def __enter__(self) -> AnnotatedVideo:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            if exc_type is None:
-                os.replace(self.partial, self.path)
 
 
 def main(argv: list[str]) -> int:

@@ -229,15 +229,21 @@ def _bgr(image: np.ndarray) -> np.ndarray:
 
 
 def list_cameras(max_index: int = 8) -> list[int]:
-    """The camera indices that open and deliver a frame."""
+    """The camera indices that open and deliver a frame (probed with OpenCV's log silenced:
+    every absent index would print several warnings)."""
     found = []
-    for index in range(max_index):
-        capture = cv2.VideoCapture(index)
-        try:
-            if capture.isOpened() and capture.read()[0]:
-                found.append(index)
-        finally:
-            capture.release()
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        for index in range(max_index):
+            capture = cv2.VideoCapture(index)
+            try:
+                if capture.isOpened() and capture.read()[0]:
+                    found.append(index)
+            finally:
+                capture.release()
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     return found
 
 
@@ -257,6 +263,39 @@ def open_source(spec: str | int | Path) -> Source:
         f"{spec}: no such file or folder (expected a video file, a folder of images, "
         "or a camera index such as 0)"
     )
+
+
+class Paced(Source):
+    """A file source played like a player: each frame is released at its own time (the
+    video's frame rate), and `paused` stops the clock. Live sources need no pacing."""
+
+    def __init__(self, source: Source):
+        super().__init__(source.name)
+        self.source, self.fps = source, source.fps
+        self.events = source.events  # one event log: the wrapped source reports into it
+        self.paused = False
+        self._clock: float | None = None  # monotonic time of the source's t = 0
+
+    def read(self) -> Frame | None:
+        while self.paused and not self.stopping:
+            time.sleep(0.02)
+            self._clock = None  # restart the clock on resume
+        frame = None if self.stopping else self.source.read()
+        if frame is None:
+            return None
+        now = time.monotonic()
+        if self._clock is None:
+            self._clock = now - frame.time_s
+        wait = self._clock + frame.time_s - now
+        while wait > 0 and not self.stopping:  # short sleeps: a stop is never kept waiting
+            time.sleep(min(wait, 0.05))
+            wait = self._clock + frame.time_s - time.monotonic()
+        self.index = frame.index + 1
+        return frame
+
+    def close(self) -> None:
+        self.stopping = True
+        self.source.close()
 
 
 def frames(source: Source) -> Iterator[Frame]:

@@ -1,5 +1,6 @@
 """Expression probabilities for faces, from a model package: the face framed as the card says,
-one batch for all faces of a frame, on a backend (onnxruntime here).
+one batch for all faces of a frame, on a backend: onnxruntime (CPU), or torch (CPU or CUDA)
+where the package holds `model.pt`.
 
 The card's view is applied in one affine warp per face: frame → the dataset's face square
 (eyes level, `fer_core.faces.FRAMINGS`) → its centre `crop.fraction` → `input_size`, sampled
@@ -18,7 +19,15 @@ import cv2
 import numpy as np
 
 from fer_core.faces import FRAMINGS, Framing, alignment, warp
-from fer_core.zoo import ModelCard, ModelPackage, load_package, open_session
+from fer_core.zoo import (
+    CARD,
+    FILES,
+    ONNX_PRECISIONS,
+    ModelCard,
+    ModelPackage,
+    load_package,
+    open_session,
+)
 
 LIVE_TTA = ("none", "flip")  # ten crops per face cost ten forwards: not for live video
 # cards whose dataset has no measured framing use FER2013's (tight, forehead to chin)
@@ -92,15 +101,77 @@ class Preprocess:
         return np.ascontiguousarray((x - self.mean) / self.std)
 
 
-def onnx_backend(package: ModelPackage, precision: str, threads: int) -> Callable:
+def onnx_backend(package: ModelPackage, precision: str, threads: int, device: str) -> Callable:
+    if device != "cpu":
+        raise ValueError(
+            f"device {device!r}: onnxruntime runs on the CPU here; use the torch backend for CUDA"
+        )
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(
+            f"precision {precision!r}: onnxruntime runs {' or '.join(ONNX_PRECISIONS)}"
+        )
     session = open_session(package.model_file(precision), threads)
     return lambda x: session.run(["logits"], {"image": x})[0]
 
 
-# name → (package, precision, threads) → forward(float32 N×C×H×W) → logits
-BACKENDS: dict[str, Callable[[ModelPackage, str, int], Callable]] = {
+def torch_backend(package: ModelPackage, precision: str, threads: int, device: str) -> Callable:
+    """The package's `model.pt` in the network its card names: the unfolded twin of
+    `model.onnx`, on the CPU or a CUDA GPU."""
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r}: the torch backend runs fp32 only")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: the torch backend runs on cpu or cuda")
+    if not package.has("torch"):
+        raise ValueError(
+            f"{package.path}: no {FILES['torch']} in the package; re-export it with "
+            "`python -m trainer export ... --torch-weights`, or use the onnxruntime backend"
+        )
+    arch = package.card.architecture
+    if "model" not in arch:
+        raise ValueError(
+            f"{package.path / CARD}: no architecture (a registered model) to build in torch; "
+            "use the onnxruntime backend"
+        )
+    try:
+        import torch
+    except ImportError:
+        raise ValueError("the torch backend needs torch: pip install -e '.[train]'") from None
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda': torch sees no CUDA GPU here; use device 'cpu'")
+    from fer_core.models import create_model
+
+    net = create_model(arch["model"], **arch.get("overrides", {}))
+    state = torch.load(package.model_file("torch"), map_location="cpu", weights_only=True)
+    # copied into the fresh fp32 parameters: float16 weights (card extra `torch_dtype`) widen
+    net.load_state_dict(state, strict=True)
+    net = net.eval().to(device)
+    if device == "cpu" and threads > 0:
+        torch.set_num_threads(threads)  # process-wide: torch has no per-model thread pool
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+    return forward
+
+
+# name → (package, precision, threads, device) → forward(float32 N×C×H×W) → logits
+BACKENDS: dict[str, Callable[[ModelPackage, str, int, str], Callable]] = {
     "onnxruntime": onnx_backend,
+    "torch": torch_backend,
 }
+
+
+def backend_devices(package: ModelPackage) -> dict[str, list[str]]:
+    """The backends that can run `package` here, each with its devices (for menus)."""
+    devices = {"onnxruntime": ["cpu"]}
+    if package.has("torch") and "model" in package.card.architecture:
+        try:
+            import torch
+        except ImportError:  # the end-user install: onnxruntime only
+            return devices
+        devices["torch"] = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    return devices
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -118,6 +189,7 @@ class Classifier:
         backend: str = "onnxruntime",
         precision: str = "fp32",
         threads: int = 1,
+        device: str = "cpu",
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -129,8 +201,8 @@ class Classifier:
                 f"{self.package.path}: test-time views {self.preprocess.tta!r} are not run live "
                 f"(expected one of {', '.join(LIVE_TTA)}); export the package with --tta none"
             )
-        self.backend, self.precision = backend, precision
-        self._forward = BACKENDS[backend](self.package, precision, threads)
+        self.backend, self.precision, self.device = backend, precision, device
+        self._forward = BACKENDS[backend](self.package, precision, threads, device)
 
     def logits(self, faces: np.ndarray) -> np.ndarray:
         """Network-sized uint8 faces → logits, averaged over the card's test-time views."""

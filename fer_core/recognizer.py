@@ -27,6 +27,7 @@ from fer_core.zoo import default_package
 class RecognizerOptions:
     model: str | Path | None = None  # a package name in assets/models or a folder; None: default
     backend: str = "onnxruntime"
+    device: str = "cpu"  # or "cuda" with the torch backend
     precision: str = "fp32"  # or "int8" where the package has it
     threads: int = 1  # classifier threads
     faces: FaceOptions = field(default_factory=FaceOptions)
@@ -37,9 +38,8 @@ class Recognizer:
     def __init__(self, options: RecognizerOptions | None = None):
         self.options = options or RecognizerOptions()
         o = self.options
-        self.classifier = Classifier(
-            o.model if o.model is not None else default_package(), o.backend, o.precision, o.threads
-        )
+        model = o.model if o.model is not None else default_package()
+        self.classifier = Classifier(model, o.backend, o.precision, o.threads, o.device)
         self.labels = self.classifier.labels
         self.finder = FaceFinder(o.faces)
         self.tracker = Tracker(self.labels, o.tracker)

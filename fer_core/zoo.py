@@ -1,6 +1,7 @@
 """Model packages: one folder per model in `assets/models/<name>/` with `model.onnx` (fp32),
-optionally `model.int8.onnx`, and `card.json` describing how to feed the network and what it
-scored. The app, the headless CLI and any outside evaluator need nothing but the package.
+optionally `model.int8.onnx` and `model.pt` (the torch state dict, for the torch backend), and
+`card.json` describing how to feed the network, how to build it in torch, and what it scored.
+The app, the headless CLI and any outside evaluator need nothing but the package.
 
 Torch-free: this module reads cards and checks files; onnxruntime sessions are made where the
 package is run.
@@ -18,7 +19,8 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
 DEFAULT_FILE = "DEFAULT"  # holds the name of the package the app uses by default
 CARD = "card.json"
 FORMAT = "fer-model-package/1"
-FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "torch": "model.pt"}
+ONNX_PRECISIONS = ("fp32", "int8")  # the FILES onnxruntime runs
 
 
 class PackageError(ValueError):
@@ -39,6 +41,7 @@ class ModelCard:
     tta: str = "none"
     params: int = 0
     macs: int = 0
+    architecture: dict[str, Any] = field(default_factory=dict)  # {"model": ..., "overrides"}
     train: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from fer_core.models import create_model, get_spec
-from fer_core.zoo import FILES, load_package, open_session
+from fer_core.zoo import ONNX_PRECISIONS, load_package, open_session
 from trainer.export import export_onnx
 from trainer.table import render, size
 
@@ -101,7 +101,7 @@ def benchmark_package(name_or_path: str, threads: int = 1, seconds: float = 3.0)
     card = package.card
     image = np.random.default_rng(0).random((1, card.channels, *card.input_size), np.float32)
     timings = {}
-    for precision in FILES:
+    for precision in ONNX_PRECISIONS:
         if package.has(precision):
             session = open_session(package.model_file(precision), threads)
             timings[precision] = time_calls(

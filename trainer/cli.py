@@ -416,6 +416,11 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     _data_flags(p)
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip model.int8.onnx")
     p.add_argument(
+        "--torch-weights",
+        action="store_true",
+        help="also write model.pt for the app's torch backend (CPU or CUDA)",
+    )
+    p.add_argument(
         "--tta",
         choices=("none", "flip", "tencrop"),
         help="test-time augmentation the card prescribes (default: the training recipe's); "
@@ -460,6 +465,7 @@ def _export(args: argparse.Namespace) -> int:
         calibration_images=args.calibration_images,
         threads=args.threads,
         tta=args.tta,
+        torch_weights=args.torch_weights,
     )
     _print_package(result)
     if result.int8_agreement is not None:

@@ -1,5 +1,6 @@
 """ONNX export of a model: eval mode, no auxiliary head, input `image` (N×C×H×W float32)
-and output `logits` (N×classes), with a batch dimension that may vary."""
+and output `logits` (N×classes), with a batch dimension that may vary; model packages around
+it, optionally with the torch weights."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ FRAMING = {
     "affectnet7": "AffectNet: the annotated face box",
 }
 PARITY_TOLERANCE = 1e-4
+FILE_LIMIT = 50 * 1024 * 1024  # the most one shipped package file may weigh
 
 
 @dataclass
@@ -130,6 +132,7 @@ def export_package(
     calibration_images: int = 512,
     threads: int = 0,
     tta: str | None = None,
+    torch_weights: bool = False,
 ) -> PackageResult:
     """Write a model package for a trainer checkpoint (see `write_package`), with the training
     curves of its run."""
@@ -157,6 +160,7 @@ def export_package(
         calibration_images=calibration_images,
         threads=threads,
         pictures=[curves] if curves.is_file() else [],
+        torch_weights=torch_weights,
     )
 
 
@@ -182,14 +186,17 @@ def write_package(
     calibration_images: int = 512,
     threads: int = 0,
     pictures: list[Path] = (),
+    torch_weights: bool = False,
 ) -> PackageResult:
     """Write a model package for `model` fed as `view`: model.onnx (checked against torch on
-    real validation images), model.int8.onnx (calibrated on training images), card.json with the
-    package's own metrics on the validation and test splits as onnxruntime measures them, and
-    the pictures (confusion matrices, plus `pictures`). The folder is assembled beside `out` and
-    swapped in at the end, so a failed export leaves the old package in place."""
+    real validation images), model.int8.onnx (calibrated on training images), model.pt with
+    `torch_weights` (see `save_torch_weights`), card.json with the package's own metrics on the
+    validation and test splits as onnxruntime measures them, and the pictures (confusion
+    matrices, plus `pictures`). The folder is assembled beside `out` and swapped in at the end,
+    so a failed export leaves the old package in place."""
     import shutil
 
+    from fer_core.zoo import FILES
     from trainer.benchmark import benchmark_package
 
     out = Path(out)
@@ -198,7 +205,12 @@ def write_package(
     staging.mkdir(parents=True)
     try:
         files, parity = _write_models(model, view, dataset, staging, int8, calibration_images)
+        if torch_weights:
+            torch_dtype = save_torch_weights(model, staging / FILES["torch"])
+            files.append(staging / FILES["torch"])
         card = _card(identity, model, view, files, parity)
+        if torch_weights:
+            card["extra"]["torch_dtype"] = torch_dtype  # the backend widens float16 to float32
         _write_card(staging, card)  # the package is now complete enough to be run
         card["metrics"] = _score(staging, dataset, card["name"], int8, threads)
         agreement = None
@@ -252,6 +264,19 @@ def _write_models(model, view, dataset, staging: Path, int8: bool, calibration_i
         batches = list(np.split(chosen, max(1, len(chosen) // 32)))
         files.append(quantize_int8(fp32, staging / FILES["int8"], batches))
     return files, parity
+
+
+def save_torch_weights(model: nn.Module, path: Path) -> str:
+    """The eval-mode state dict as plain tensors (`torch.load(..., weights_only=True)` reads
+    it), in float16 where float32 would pass `FILE_LIMIT`; returns the float dtype written."""
+    state = {k: v.cpu() for k, v in model.eval().state_dict().items()}
+    if sum(v.numel() * v.element_size() for v in state.values()) <= FILE_LIMIT:
+        dtype = "float32"
+    else:
+        dtype = "float16"
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(state, path)
+    return dtype
 
 
 def _train_record(state: dict) -> dict:

@@ -1,0 +1,89 @@
+"""`python -m app [--source PATH|INDEX|demo]`: the desktop window.
+
+Without `--source` it opens the first camera that works, or, on a machine without one, the
+labelled demo source, saying so. `--frames N` closes the window after N frames (with
+`--screenshot PNG` and `--report`: screenshots and the app's own frame rate, no person needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from fer_core.capture import list_cameras
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m app", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--source", help="a video file, a folder of images, a camera index, or 'demo'")
+    p.add_argument("--model", help="model package name or folder (default: the last one used)")
+    p.add_argument("--settings", help="an INI file to keep the settings in (default: the user's)")
+    p.add_argument("--frames", type=int, help="close after this many frames are shown")
+    p.add_argument("--screenshot", help="with --frames: save the window to this PNG first")
+    p.add_argument("--report", action="store_true",
+                   help="at the end print the frame rates and stage milliseconds")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def check_source(spec: str) -> str | None:
+    """An error message for a `--source` that cannot be what it claims, else None."""
+    if spec == "demo" or spec.isdigit() or spec.startswith("camera:"):
+        return None
+    if not Path(spec).exists():
+        return f"{spec}: no such file or folder (expected a video, a folder of images, a camera "
+        "index such as 0, or 'demo')"
+    return None
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    if args.source and (problem := check_source(args.source)):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.screenshot and not args.frames:
+        print("error: --screenshot needs --frames N (when to take it)", file=sys.stderr)
+        return 2
+    if not (os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY")
+            or os.environ.get("WAYLAND_DISPLAY")):  # fmt: skip
+        print(
+            "error: no display here (neither DISPLAY nor WAYLAND_DISPLAY is set). Run the window "
+            "on a desktop, under `xvfb-run`, or with QT_QPA_PLATFORM=offscreen; for videos "
+            "without a window use `python -m app analyze VIDEO --out A.mp4 --csv F.csv`",
+            file=sys.stderr,
+        )
+        return 2
+    source = f"camera:{args.source}" if args.source and args.source.isdigit() else args.source
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.settings import APPLICATION, ORGANISATION, open_store
+    from app.window import MainWindow, run_for
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName(ORGANISATION)
+    app.setApplicationName(APPLICATION)
+    cameras = [] if source else list_cameras()
+    window = MainWindow(open_store(args.settings), source, cameras, args.model)
+    window.show()
+    started = time.monotonic()
+    if args.frames:
+        run_for(window, args.frames, args.screenshot, window.close)
+    code = app.exec()
+    if args.report:
+        print(report(window, time.monotonic() - started))
+    return code
+
+
+def report(window, seconds: float) -> str:
+    shown = window.current
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in window.stage_medians().items())
+    return "\n".join([
+        f"{window.frames_shown} frames shown in {seconds:.1f} s (start-up included); "
+        f"last view rate {window.view_rate.rate():.1f} fps, engine "
+        f"{shown.engine_fps if shown else 0:.1f} fps, dropped {shown.dropped if shown else 0}",
+        f"median ms over the last 30 frames: {stages}",
+    ])  # fmt: skip

@@ -1,0 +1,164 @@
+"""The window's display widgets: the live view, the selected face's probabilities and its
+emotion timeline. They only paint what they are given."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
+
+from fer_core.overlay import colour
+from fer_core.results import FaceResult
+
+
+def rgb(label: str) -> QColor:
+    b, g, r = colour(label)
+    return QColor(r, g, b)
+
+
+def to_qimage(bgr: np.ndarray) -> QImage:
+    """A QImage that owns a copy of the pixels (the array may be reused after this)."""
+    h, w = bgr.shape[:2]
+    return QImage(bgr.data, w, h, bgr.strides[0], QImage.Format.Format_BGR888).copy()
+
+
+class VideoView(QWidget):
+    """The annotated frame, scaled to fit with its aspect ratio kept, the selected face
+    outlined. A click on a face selects it (`face_clicked` gives frame coordinates)."""
+
+    face_clicked = Signal(float, float)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.image: QImage | None = None
+        self.selected_box: tuple[int, int, int, int] | None = None
+        self.message = "Opening the source…"
+        self.setMinimumSize(320, 240)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+
+    def show_frame(self, picture: np.ndarray, selected_box=None) -> None:
+        self.image = to_qimage(picture)
+        self.selected_box = selected_box
+        self.update()
+
+    def show_message(self, message: str) -> None:
+        """Text shown when there is no frame (cleared by the next frame)."""
+        self.image, self.message = None, message
+        self.update()
+
+    def _target(self) -> QRectF:
+        """Where the image lands in the widget."""
+        assert self.image is not None
+        scale = min(self.width() / self.image.width(), self.height() / self.image.height())
+        w, h = self.image.width() * scale, self.image.height() * scale
+        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(24, 24, 24))
+        if self.image is None:
+            painter.setPen(QColor(220, 220, 220))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.message)
+            return
+        target = self._target()
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        painter.drawImage(target, self.image)
+        if self.selected_box is not None:
+            k = target.width() / self.image.width()
+            x, y, w, h = self.selected_box
+            painter.setPen(QPen(QColor(255, 255, 255), 2, Qt.PenStyle.DashLine))
+            painter.drawRect(QRectF(target.x() + x * k - 3, target.y() + y * k - 3,
+                                    w * k + 6, h * k + 6))  # fmt: skip
+
+    def mousePressEvent(self, event) -> None:
+        if self.image is None:
+            return
+        target = self._target()
+        p: QPointF = event.position()
+        if target.contains(p):
+            k = self.image.width() / target.width()
+            self.face_clicked.emit((p.x() - target.x()) * k, (p.y() - target.y()) * k)
+
+
+class ProbabilityPanel(QWidget):
+    """The selected face: its id and label, and one bar per class (smoothed, in %)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.title = QLabel("No face")
+        self.title.setStyleSheet("font-weight: bold; font-size: 14px;")
+        self.grid = QGridLayout()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addLayout(self.grid)
+        self.bars: dict[str, QProgressBar] = {}
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        if list(self.bars) == list(labels):
+            return
+        while self.grid.count():
+            self.grid.takeAt(0).widget().deleteLater()
+        self.bars = {}
+        for row, label in enumerate(labels):
+            self.grid.addWidget(QLabel(label), row, 0)
+            bar = QProgressBar()
+            bar.setRange(0, 100)
+            bar.setFormat("%p %")
+            bar.setStyleSheet(f"QProgressBar::chunk {{ background: {rgb(label).name()}; }}")
+            self.grid.addWidget(bar, row, 1)
+            self.bars[label] = bar
+
+    def show_face(self, face: FaceResult | None) -> None:
+        if face is None:
+            self.title.setText("No face")
+            for bar in self.bars.values():
+                bar.setValue(0)
+            return
+        self.title.setText(f"Face #{face.track_id}: {face.label} ({face.score:.0%})")
+        for label, bar in self.bars.items():
+            bar.setValue(round(100 * face.probs.get(label, 0.0)))
+
+    def values(self) -> dict[str, int]:
+        return {label: bar.value() for label, bar in self.bars.items()}
+
+
+class EmotionTimeline(QWidget):
+    """The selected face's smoothed probabilities over the last `seconds`, one line per class."""
+
+    def __init__(self, seconds: float = 60.0, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.seconds = seconds
+        self.plot = pg.PlotWidget(background=(30, 30, 30))
+        self.plot.setXRange(-seconds, 0, padding=0)
+        self.plot.setYRange(0, 1, padding=0.02)
+        self.plot.setLabel("bottom", "seconds")
+        self.plot.setMouseEnabled(False, False)
+        self.plot.hideButtons()
+        self.legend = self.plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        if list(self.curves) == list(labels):
+            return
+        for curve in self.curves.values():
+            self.plot.removeItem(curve)
+            self.legend.removeItem(curve)
+        self.curves = {
+            label: self.plot.plot([], [], pen=pg.mkPen(rgb(label), width=2), name=label)
+            for label in labels
+        }
+
+    def show_series(self, times: np.ndarray, probs: np.ndarray) -> None:
+        for i, curve in enumerate(self.curves.values()):
+            curve.setData(times, probs[:, i] if len(times) else [])
+
+    def points(self) -> int:
+        curves = list(self.curves.values())
+        return len(curves[0].xData) if curves and curves[0].xData is not None else 0

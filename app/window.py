@@ -1,0 +1,519 @@
+"""The main window: the live view, the selected face's probabilities and 60 s timeline, the
+controls, and a status bar with the frame rates and each stage's milliseconds.
+
+All the work happens in `Pipeline` (its own thread, with capture in another); this class only
+turns controls into pipeline requests and paints what comes back."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+from PySide6.QtCore import QSettings, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.pipeline import Pipeline, Rate, Shown, ViewOptions
+from app.settings import AppSettings
+from app.widgets import EmotionTimeline, ProbabilityPanel, VideoView
+from fer_core.capture import IMAGE_SUFFIXES, CameraSource, Source, open_source
+from fer_core.classify import backend_devices
+from fer_core.demo import DemoSource
+from fer_core.faces import DETECTORS, FaceOptions
+from fer_core.recognizer import RecognizerOptions
+from fer_core.results import FaceResult
+from fer_core.timeline import Timeline
+from fer_core.track import SMOOTHERS, TrackerOptions
+from fer_core.zoo import default_package, list_packages, load_package
+
+DEMO = "demo"
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v);;All files (*)"
+STAGES = ("detect", "landmarks", "align", "classify", "track", "draw")
+STATUS_EVERY_S = 0.25  # the status bar text changes at most this often (readable, cheap)
+
+
+def source_factory(spec: str) -> Callable[[], Source]:
+    """What the pipeline thread calls to open `spec`: "demo", "camera:N", or a path."""
+    if spec == DEMO:
+        return DemoSource
+    if spec.startswith("camera:"):
+        return lambda: CameraSource(int(spec.removeprefix("camera:")))
+    return lambda: open_source(spec)
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        store: QSettings,
+        source: str | None = None,
+        cameras: list[int] | None = None,
+        model: str | None = None,
+    ):
+        super().__init__()
+        self.setWindowTitle("FER desktop")
+        self.store = store
+        self.settings = AppSettings.load(store)
+        if model:
+            self.settings.model = model
+        self.cameras = cameras or []
+        self.timeline: Timeline | None = None
+        self.selected_id: int | None = None
+        self.current: Shown | None = None
+        self.view_rate = Rate()
+        self.stage_ms: dict[str, deque[float]] = {}
+        self.last_status = 0.0
+        self.recording: tuple[Path, Path] | None = None
+        self.recording_started = 0.0
+        self.frames_shown = 0
+        self.on_frame: Callable[[int], None] | None = None  # tests and --frames hook here
+
+        # made first: building the controls already sends it their initial state
+        self.pipeline = Pipeline(
+            self.recognizer_options(),
+            ViewOptions(landmarks=self.settings.landmarks, mirror=self.settings.mirror),
+        )
+        self.view = VideoView()
+        self.panel = ProbabilityPanel()
+        self.chart = EmotionTimeline(60.0)
+        self.banner, self.banner_text = self._banner()
+        self._build_central()
+        self._build_actions()
+        self._build_controls()
+        self._build_status()
+        if self.settings.geometry:
+            self.restoreGeometry(self.settings.geometry)
+        else:
+            self.resize(1200, 720)
+
+        self.pipeline.shown.connect(self._on_shown)
+        self.pipeline.event.connect(self._on_event)
+        self.pipeline.source_opened.connect(self._on_source_opened)
+        self.pipeline.source_ended.connect(self._on_source_ended)
+        self.pipeline.model_changed.connect(self._on_model_changed)
+        self.pipeline.recording_changed.connect(self._on_recording_changed)
+        self.pipeline.start()
+
+        if source is not None:
+            self.open(source)
+        elif self.cameras:
+            self.open(f"camera:{self.cameras[0]}")
+        else:
+            self.open(DEMO)
+            self.say(
+                "No camera found on this machine: showing the demo source (a shipped photo). "
+                "Open a video or a folder of images to analyse your own faces."
+            )
+
+    # ---- layout ------------------------------------------------------------------------------
+    def _banner(self) -> tuple[QFrame, QLabel]:
+        """A bar above the view for what people must not miss (no camera, a failed source)."""
+        frame = QFrame()
+        frame.setStyleSheet("QFrame { background: #5a4a14; } QLabel { color: white; }")
+        text = QLabel()
+        text.setWordWrap(True)
+        layout = QHBoxLayout(frame)
+        layout.addWidget(text, 1)
+        for caption, slot in (("Open video…", self.open_video), ("Open folder…", self.open_folder),
+                              ("Dismiss", lambda: frame.hide())):  # fmt: skip
+            button = QPushButton(caption)
+            button.clicked.connect(slot)
+            layout.addWidget(button)
+        frame.hide()
+        return frame, text
+
+    def _build_central(self) -> None:
+        left = QWidget()
+        box = QVBoxLayout(left)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.banner)
+        box.addWidget(self.view, 1)
+        side = QWidget()
+        side_box = QVBoxLayout(side)
+        side_box.addWidget(self.panel)
+        side_box.addWidget(QLabel("Emotion timeline, last 60 s (selected face)"))
+        side_box.addWidget(self.chart, 1)
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        self.setCentralWidget(splitter)
+        self.view.face_clicked.connect(self._select_at)
+
+    def _action(self, text: str, shortcut: str, slot, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(shortcut))
+        action.setCheckable(checkable)
+        (action.toggled if checkable else action.triggered).connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        s = self.settings
+        self.act_open_video = self._action("Open &video…", "Ctrl+O", self.open_video)
+        self.act_open_folder = self._action("Open image &folder…", "Ctrl+Shift+O",
+                                            self.open_folder)  # fmt: skip
+        self.act_pause = self._action("&Pause", "Space", self.set_paused, checkable=True)
+        self.act_snapshot = self._action("&Snapshot", "Ctrl+S", self.snapshot)
+        self.act_record = self._action("&Record", "Ctrl+R", self.set_recording, checkable=True)
+        self.act_landmarks = self._action("Show &landmarks", "L", self._landmarks, True)
+        self.act_mirror = self._action("&Mirror view", "M", self._mirror, True)
+        self.act_quit = self._action("&Quit", "Ctrl+Q", self.close)
+        self.act_landmarks.setChecked(s.landmarks)
+        self.act_mirror.setChecked(s.mirror)
+        menus = {
+            "&File": [self.act_open_video, self.act_open_folder, None, self.act_snapshot,
+                      self.act_record, None, self.act_quit],
+            "&View": [self.act_pause, self.act_landmarks, self.act_mirror],
+        }  # fmt: skip
+        for title, actions in menus.items():
+            menu = self.menuBar().addMenu(title)
+            for action in actions:
+                menu.addSeparator() if action is None else menu.addAction(action)
+        toolbar = QToolBar("Actions")
+        toolbar.setObjectName("actions")
+        for action in (self.act_open_video, self.act_open_folder, self.act_pause,
+                       self.act_snapshot, self.act_record):  # fmt: skip
+            toolbar.addAction(action)
+        self.addToolBar(toolbar)
+
+    def _build_controls(self) -> None:
+        s = self.settings
+        form = QFormLayout()
+        self.source_box = QComboBox()
+        self.source_box.addItem("Demo (no camera)", DEMO)
+        for index in self.cameras:
+            self.source_box.addItem(f"Camera {index}", f"camera:{index}")
+        self.source_box.activated.connect(
+            lambda i: self.open(self.source_box.itemData(i))  # the user picked one
+        )
+        form.addRow("Source", self.source_box)
+
+        self.model_box = QComboBox()
+        for package in list_packages():
+            self.model_box.addItem(package.name, package.name)
+        self._select_data(self.model_box, s.model or default_package().name)
+        self.model_box.currentIndexChanged.connect(self._model_picked)
+        form.addRow("Model", self.model_box)
+        self.backend_box = QComboBox()
+        self.device_box = QComboBox()
+        self._fill_backends()
+        self.backend_box.currentIndexChanged.connect(self._backend_picked)
+        self.device_box.currentIndexChanged.connect(self._options_changed)
+        form.addRow("Backend", self.backend_box)
+        form.addRow("Device", self.device_box)
+
+        self.detector_box = self._combo(DETECTORS, s.detector)
+        self.detector_box.setToolTip("short: faces near the camera (fast); full: small faces too")
+        form.addRow("Detector", self.detector_box)
+        self.smoothing_box = self._combo(SMOOTHERS, s.smoothing)
+        form.addRow("Smoothing", self.smoothing_box)
+        self.threshold_box = QDoubleSpinBox()
+        self.threshold_box.setRange(0.0, 1.0)
+        self.threshold_box.setSingleStep(0.05)
+        self.threshold_box.setValue(s.threshold)
+        self.threshold_box.setToolTip("below this smoothed probability the label is 'uncertain'")
+        self.threshold_box.valueChanged.connect(self._options_changed)
+        form.addRow("Threshold", self.threshold_box)
+        self.landmarks_box = self._check(self.act_landmarks)
+        self.mirror_box = self._check(self.act_mirror)
+        form.addRow(self.landmarks_box)
+        form.addRow(self.mirror_box)
+        for box in (self.detector_box, self.smoothing_box):
+            box.currentIndexChanged.connect(self._options_changed)
+
+        controls = QWidget()
+        controls.setLayout(form)
+        dock = QDockWidget("Controls")
+        dock.setObjectName("controls")
+        dock.setWidget(controls)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+
+    @staticmethod
+    def _combo(items, current: str) -> QComboBox:
+        box = QComboBox()
+        for item in items:
+            box.addItem(item, item)
+        MainWindow._select_data(box, current)
+        return box
+
+    @staticmethod
+    def _select_data(box: QComboBox, data: str) -> None:
+        index = box.findData(data)
+        if index >= 0:
+            box.setCurrentIndex(index)
+
+    @staticmethod
+    def _check(action: QAction) -> QCheckBox:
+        """A checkbox that mirrors a checkable action (menu, shortcut and box stay in step)."""
+        box = QCheckBox(action.text().replace("&", ""))
+        box.setChecked(action.isChecked())
+        box.toggled.connect(action.setChecked)
+        action.toggled.connect(box.setChecked)
+        return box
+
+    def _build_status(self) -> None:
+        self.source_label = QLabel()
+        self.rate_label = QLabel()
+        self.stage_label = QLabel()
+        self.record_label = QLabel()
+        self.record_label.setStyleSheet("color: #e03030; font-weight: bold;")
+        for label in (self.source_label, self.rate_label, self.stage_label, self.record_label):
+            self.statusBar().addPermanentWidget(label)
+
+    # ---- options -----------------------------------------------------------------------------
+    def recognizer_options(self) -> RecognizerOptions:
+        s = self.settings
+        return RecognizerOptions(
+            model=s.model or None,
+            backend=s.backend,
+            device=s.device,
+            faces=FaceOptions(detector=s.detector, landmarks=s.landmarks),
+            tracker=TrackerOptions(smoothing=s.smoothing, threshold=s.threshold),
+        )
+
+    def _fill_backends(self) -> None:
+        """The backends (and their devices) the chosen package can run on here."""
+        try:
+            choices = backend_devices(load_package(self.model_box.currentData()))
+        except (OSError, ValueError) as error:
+            self.say(str(error))
+            choices = {"onnxruntime": ["cpu"]}
+        self._backends = choices
+        for box, items, current in ((self.backend_box, choices, self.settings.backend),):
+            box.blockSignals(True)
+            box.clear()
+            for item in items:
+                box.addItem(item, item)
+            self._select_data(box, current)
+            box.blockSignals(False)
+        self._fill_devices()
+
+    def _fill_devices(self) -> None:
+        self.device_box.blockSignals(True)
+        self.device_box.clear()
+        for device in self._backends.get(self.backend_box.currentData(), ["cpu"]):
+            self.device_box.addItem(device, device)
+        self._select_data(self.device_box, self.settings.device)
+        self.device_box.blockSignals(False)
+
+    def _model_picked(self) -> None:
+        self._fill_backends()
+        self._options_changed()
+
+    def _backend_picked(self) -> None:
+        self._fill_devices()
+        self._options_changed()
+
+    def _options_changed(self) -> None:
+        s = self.settings
+        s.model = self.model_box.currentData() or ""
+        s.backend = self.backend_box.currentData() or "onnxruntime"
+        s.device = self.device_box.currentData() or "cpu"
+        s.detector = self.detector_box.currentData()
+        s.smoothing = self.smoothing_box.currentData()
+        s.threshold = round(self.threshold_box.value(), 3)
+        self.pipeline.set_options(self.recognizer_options())
+
+    def _landmarks(self, on: bool) -> None:
+        self.settings.landmarks = on
+        self.pipeline.set_view(landmarks=on)
+        self.pipeline.set_options(self.recognizer_options())  # the landmarker runs only if shown
+
+    def _mirror(self, on: bool) -> None:
+        self.settings.mirror = on
+        self.pipeline.set_view(mirror=on)
+
+    # ---- sources -----------------------------------------------------------------------------
+    def open(self, spec: str) -> None:
+        self.pipeline.open_source(source_factory(spec))
+        if self.source_box.findData(spec) < 0:
+            name = Path(spec).name or spec
+            self.source_box.addItem(name, spec)
+        self._select_data(self.source_box, spec)
+
+    def open_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
+        if path:
+            self.open(path)
+
+    def open_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of images "
+                                                f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
+        if path:
+            self.open(path)
+
+    def say(self, message: str) -> None:
+        """Something people must see: the banner above the view (until dismissed)."""
+        self.banner_text.setText(message)
+        self.banner.show()
+
+    # ---- pipeline signals --------------------------------------------------------------------
+    @Slot()
+    def _on_shown(self) -> None:
+        shown = self.pipeline.take()
+        if shown is None:
+            return
+        self.current = shown
+        faces = shown.result.faces
+        face = self.selected_face(faces)
+        self.view.show_frame(shown.picture, face.box if face and len(faces) > 1 else None)
+        self.panel.set_labels(shown.labels)
+        self.chart.set_labels(shown.labels)
+        if self.timeline is None or self.timeline.labels != list(shown.labels):
+            self.timeline = Timeline(shown.labels, 60.0)
+        self.timeline.add(shown.result)
+        self.panel.show_face(face)
+        if face is not None:
+            self.chart.show_series(*self.timeline.series(face.track_id))
+        for stage, ms in shown.result.timings_ms.items():
+            self.stage_ms.setdefault(stage, deque(maxlen=30)).append(ms)
+        view_fps = self.view_rate.tick()
+        self.frames_shown += 1
+        now = time.monotonic()
+        if now - self.last_status >= STATUS_EVERY_S:
+            self.last_status = now
+            self._update_status(shown, view_fps)
+        if self.on_frame is not None:
+            self.on_frame(self.frames_shown)
+
+    def selected_face(self, faces: tuple[FaceResult, ...]) -> FaceResult | None:
+        """The clicked face while it stays in view, else the largest (faces come largest
+        first)."""
+        for face in faces:
+            if face.track_id == self.selected_id:
+                return face
+        return faces[0] if faces else None
+
+    def _select_at(self, x: float, y: float) -> None:
+        if self.current is None:
+            return
+        for face in self.current.result.faces:
+            fx, fy, fw, fh = face.box
+            if fx <= x <= fx + fw and fy <= y <= fy + fh:
+                self.selected_id = face.track_id
+                return
+
+    def _update_status(self, shown: Shown, view_fps: float) -> None:
+        self.rate_label.setText(
+            f"view {view_fps:.1f} fps · engine {shown.engine_fps:.1f} fps · dropped {shown.dropped}"
+        )
+        stages = [f"{k} {statistics.median(self.stage_ms[k]):.1f}" for k in STAGES
+                  if k in self.stage_ms]  # fmt: skip
+        self.stage_label.setText("ms: " + " · ".join(stages))
+        if self.recording:
+            seconds = int(time.monotonic() - self.recording_started)
+            self.record_label.setText(f"● REC {seconds // 60:02d}:{seconds % 60:02d}")
+
+    def stage_medians(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.stage_ms.items()}
+
+    @Slot(str, str)
+    def _on_event(self, kind: str, message: str) -> None:
+        if kind == "error":
+            self.say(message)
+        self.statusBar().showMessage(message, 8000)
+
+    @Slot(str)
+    def _on_source_opened(self, name: str) -> None:
+        self.source_label.setText(name)
+        self.selected_id = None
+        if self.timeline is not None:
+            self.timeline.clear()
+
+    @Slot(str)
+    def _on_source_ended(self, name: str) -> None:
+        self.statusBar().showMessage(f"{name}: ended", 8000)
+        if self.act_record.isChecked():
+            self.act_record.setChecked(False)
+        if self.current is None:
+            self.view.show_message(f"{name} gave no frames")
+
+    @Slot(str)
+    def _on_model_changed(self, name: str) -> None:
+        self.setWindowTitle(f"FER desktop: {name}")
+
+    @Slot(object)
+    def _on_recording_changed(self, paths) -> None:
+        self.recording = paths
+        if paths is None:
+            self.record_label.setText("")
+            if self.act_record.isChecked():  # stopped by the pipeline (a write failed)
+                self.act_record.blockSignals(True)
+                self.act_record.setChecked(False)
+                self.act_record.blockSignals(False)
+        else:
+            self.recording_started = time.monotonic()
+            self.record_label.setText("● REC 00:00")
+            self.statusBar().showMessage(f"recording to {paths[0]} and {paths[1].name}", 8000)
+
+    # ---- actions -----------------------------------------------------------------------------
+    def set_paused(self, paused: bool) -> None:
+        self.pipeline.set_paused(paused)
+        self.statusBar().showMessage("paused" if paused else "resumed", 3000)
+
+    def set_recording(self, on: bool) -> None:
+        if on:
+            self.pipeline.start_recording(self.settings.folder())
+        else:
+            self.pipeline.stop_recording()
+
+    def snapshot(self) -> Path | None:
+        """The shown frame with its overlays as a PNG in the output folder (written whole
+        under a temporary name, then renamed)."""
+        if self.current is None:
+            self.statusBar().showMessage("nothing to save yet", 3000)
+            return None
+        folder = self.settings.folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"fer-{time.strftime('%Y%m%d-%H%M%S')}-{self.current.result.index}.png"
+        ok, data = cv2.imencode(".png", self.current.picture)
+        if not ok:
+            self.say(f"{path}: the snapshot could not be encoded")
+            return None
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data.tobytes())
+        os.replace(partial, path)
+        self.statusBar().showMessage(f"saved {path}", 5000)
+        return path
+
+    def closeEvent(self, event) -> None:
+        self.pipeline.stop()
+        self.settings.geometry = bytes(self.saveGeometry().data())
+        self.settings.save(self.store)
+        super().closeEvent(event)
+
+
+def run_for(window: MainWindow, frames: int, screenshot: str | None, done: Callable) -> None:
+    """After `frames` frames are shown: optionally save the window to `screenshot`, then
+    call `done` (the `--frames` option: measurements and screenshots without a person)."""
+
+    def check(count: int) -> None:
+        if count >= frames:
+            window.on_frame = None
+            if screenshot:
+                window.grab().save(screenshot)
+            QTimer.singleShot(0, done)
+
+    window.on_frame = check

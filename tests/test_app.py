@@ -1,0 +1,266 @@
+"""The desktop window, driven for real (offscreen Qt, pytest-qt) on a composed face video: it
+shows annotated frames, the controls change what they should, recording writes a playable MP4
+and its CSV, settings survive a restart, and a missing camera or a bad source is said plainly.
+One test runs the whole app under Xvfb and keeps its screenshot in the test's folder."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from app.launch import main as launch_main
+from app.settings import AppSettings, open_store
+from app.window import MainWindow
+from fer_core.demo import write_demo_video
+from fer_core.results import columns
+from fer_core.track import UNCERTAIN
+from tests.conftest import ROOT
+
+FRAMES = 150  # 6 s at 25 fps: long enough for every test below at the video's own pace
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory):
+    return write_demo_video(tmp_path_factory.mktemp("video") / "faces.avi", FRAMES)
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(str(tmp_path / "settings.ini"))
+    AppSettings(output_folder=str(tmp_path / "out")).save(store)
+    return store
+
+
+@pytest.fixture
+def window(qtbot, store, face_video):
+    window = MainWindow(store, str(face_video), cameras=[])
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.close()
+
+
+def wait_frames(qtbot, window, n=5, timeout=30_000):
+    start = window.frames_shown
+    qtbot.waitUntil(lambda: window.frames_shown >= start + n, timeout=timeout)
+    return window.current
+
+
+def wait_for(qtbot, window, condition, timeout=15_000):
+    """Until the newest shown frame satisfies `condition`."""
+    qtbot.waitUntil(
+        lambda: window.current is not None and condition(window.current), timeout=timeout
+    )
+    return window.current
+
+
+def raw_frame(window, index):
+    """Frame `index` of the video the window plays, as decoded without the app."""
+    capture = cv2.VideoCapture(str(window.source_box.currentData()))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+    frame = capture.read()[1]
+    capture.release()
+    return frame
+
+
+def test_window_shows_the_video_with_overlays_panel_timeline_and_timings(qtbot, window):
+    shown = wait_frames(qtbot, window, 10)
+    assert shown.source.endswith("faces.avi")
+    assert len(shown.result.faces) == 1
+    face = shown.result.faces[0]
+    assert face.label in (*shown.labels, UNCERTAIN)
+    # the picture painted is the frame with the box drawn on it (its colour at the box edge)
+    x, y, w, h = face.box
+    assert window.view.image is not None and window.view.image.width() == 640
+    frame = raw_frame(window, shown.result.index)
+    assert np.abs(shown.picture.astype(int) - frame).max() > 100
+    assert not np.array_equal(shown.picture[y + h, x : x + w], frame[y + h, x : x + w])
+    # side panel: the face's smoothed probabilities in %, and its timeline
+    values = window.panel.values()
+    assert list(values) == list(shown.labels)
+    assert 95 <= sum(values.values()) <= 105
+    assert f"#{face.track_id}" in window.panel.title.text()
+    wait_frames(qtbot, window, 5)
+    assert window.chart.points() >= 5
+    # status bar: rates and per-stage milliseconds
+    qtbot.waitUntil(lambda: "fps" in window.rate_label.text(), timeout=5_000)
+    assert "engine" in window.rate_label.text()
+    for stage in ("detect", "align", "classify", "track", "draw"):
+        assert stage in window.stage_label.text()
+    assert "faces.avi" in window.source_label.text()
+
+
+def test_controls_change_what_the_engine_does(qtbot, window):
+    wait_frames(qtbot, window, 3)
+    # mirror: the picture is the frame flipped left-right (overlays aside)
+    window.mirror_box.setChecked(True)
+    assert window.act_mirror.isChecked() and window.pipeline.view.mirror
+    wait_frames(qtbot, window, 2)
+    shown = wait_frames(qtbot, window, 1)
+    frame = raw_frame(window, shown.result.index).astype(int)
+    picture = shown.picture.astype(int)
+    assert np.abs(picture - frame[:, ::-1]).mean() < np.abs(picture - frame).mean() / 3
+    window.mirror_box.setChecked(False)
+
+    # threshold 1: no smoothed probability reaches it, every label is "uncertain"
+    window.threshold_box.setValue(1.0)
+    assert window.pipeline.options.tracker.threshold == 1.0
+    wait_for(qtbot, window, lambda s: s.result.faces and s.result.faces[0].label == UNCERTAIN)
+
+    # smoothing off: the shown probabilities are the frame's own
+    window.smoothing_box.setCurrentIndex(window.smoothing_box.findData("none"))
+    face = wait_for(
+        qtbot,
+        window,
+        lambda s: s.result.faces and s.result.faces[0].probs == s.result.faces[0].raw_probs,
+    ).result.faces[0]
+    assert face.probs == face.raw_probs
+
+    # landmarks: the landmarker runs and its points come back with the faces
+    window.landmarks_box.setChecked(True)
+    face = wait_for(
+        qtbot, window, lambda s: s.result.faces and s.result.faces[0].landmarks is not None
+    ).result.faces[0]
+    assert face.landmarks.shape == (478, 2)
+    assert "landmarks" in window.stage_medians()
+
+    # detector and model lists
+    window.detector_box.setCurrentIndex(window.detector_box.findData("full"))
+    assert window.pipeline.options.faces.detector == "full"
+    assert window.model_box.findData("vgg-fer-s") >= 0
+    assert window.backend_box.findData("onnxruntime") >= 0
+
+    # pause holds the frame, resume goes on
+    window.act_pause.setChecked(True)
+    time.sleep(0.1)
+    qtbot.wait(300)
+    held = window.frames_shown
+    qtbot.wait(500)
+    assert window.frames_shown == held
+    window.act_pause.setChecked(False)
+    wait_frames(qtbot, window, 3)
+
+
+def test_recording_writes_a_playable_mp4_and_a_csv_of_every_face(qtbot, window, tmp_path):
+    wait_frames(qtbot, window, 2)
+    window.act_record.setChecked(True)
+    qtbot.waitUntil(lambda: window.recording is not None, timeout=5_000)
+    video_path, csv_path = window.recording
+    wait_frames(qtbot, window, 15)
+    window.act_record.setChecked(False)
+    qtbot.waitUntil(lambda: window.recording is None, timeout=5_000)
+    qtbot.waitUntil(video_path.is_file, timeout=5_000)
+    assert video_path.parent == tmp_path / "out" and csv_path.is_file()
+    assert not list(video_path.parent.glob("*partial*"))
+
+    capture = cv2.VideoCapture(str(video_path))
+    decoded = 0
+    while (ok_image := capture.read())[0]:
+        assert ok_image[1].shape == (480, 640, 3)
+        decoded += 1
+    capture.release()
+    assert decoded >= 15
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == columns(window.current.labels)
+    assert len(rows) == decoded  # one face in every recorded frame
+    assert all(abs(sum(float(r[f"p_{k}"]) for k in window.current.labels) - 1) < 1e-3 for r in rows)
+
+
+def test_snapshot_saves_the_annotated_frame_as_png(qtbot, window, tmp_path):
+    shown = wait_frames(qtbot, window, 2)
+    path = window.snapshot()
+    assert path is not None and path.parent == tmp_path / "out" and path.suffix == ".png"
+    saved = cv2.imread(str(path))
+    assert saved.shape == shown.picture.shape
+
+
+def test_settings_persist_between_launches(qtbot, store, face_video):
+    first = MainWindow(store, str(face_video), cameras=[])
+    qtbot.addWidget(first)
+    first.threshold_box.setValue(0.55)
+    first.mirror_box.setChecked(True)
+    first.smoothing_box.setCurrentIndex(first.smoothing_box.findData("window"))
+    first.close()
+    second = MainWindow(store, str(face_video), cameras=[])
+    qtbot.addWidget(second)
+    assert second.threshold_box.value() == pytest.approx(0.55)
+    assert second.act_mirror.isChecked() and second.mirror_box.isChecked()
+    assert second.smoothing_box.currentData() == "window"
+    assert second.pipeline.options.tracker.smoothing == "window"
+    second.close()
+
+
+def test_without_a_camera_it_says_so_and_shows_the_labelled_demo(qtbot, store):
+    window = MainWindow(store, None, cameras=[])
+    qtbot.addWidget(window)
+    window.show()
+    assert window.banner.isVisible()
+    assert "No camera" in window.banner_text.text()
+    shown = wait_frames(qtbot, window, 3)
+    assert "DEMO SOURCE" in shown.source and "DEMO SOURCE" in window.source_label.text()
+    assert shown.result.faces
+    window.close()
+
+
+def test_a_bad_source_is_reported_and_the_old_one_keeps_running(qtbot, window, tmp_path):
+    wait_frames(qtbot, window, 2)
+    window.open(str(tmp_path / "missing.mp4"))
+    qtbot.waitUntil(window.banner.isVisible, timeout=5_000)
+    assert "missing.mp4" in window.banner_text.text()
+    assert "no such file" in window.banner_text.text()
+    wait_frames(qtbot, window, 3)  # still playing the face video
+
+
+def test_a_truncated_video_ends_with_a_message_not_a_crash(qtbot, window, tmp_path, face_video):
+    cut = tmp_path / "cut.avi"
+    data = face_video.read_bytes()
+    cut.write_bytes(data[: len(data) // 3])
+    wait_frames(qtbot, window, 2)
+    window.open(str(cut))
+    qtbot.waitUntil(lambda: "ended" in window.statusBar().currentMessage()
+                    or window.banner.isVisible(), timeout=30_000)  # fmt: skip
+    assert window.current is not None  # the last frame stays on screen
+
+
+def test_command_line_rejects_a_missing_source(capsys, tmp_path):
+    assert launch_main(["--source", str(tmp_path / "nope.mp4")]) == 2
+    assert "nope.mp4: no such file" in capsys.readouterr().err
+
+
+def _run_app(args, platform, prefix=()):
+    env = {**os.environ, "QT_QPA_PLATFORM": platform}
+    command = [*prefix, sys.executable, "-m", "app", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_the_app_runs_a_video_and_reports_its_frame_rate(face_video, tmp_path):
+    args = ["--source", str(face_video), "--frames", "20", "--report"]
+    done = _run_app([*args, "--settings", str(tmp_path / "s.ini")], "offscreen")
+    assert done.returncode == 0, done.stderr
+    assert int(re.search(r"(\d+) frames shown", done.stdout)[1]) >= 20
+    assert "classify" in done.stdout and "engine" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="Xvfb (xvfb-run) is not installed")
+def test_screenshot_of_the_window_under_xvfb(face_video, tmp_path):
+    """The real X11 platform plugin on a virtual screen; the PNG stays in tmp_path."""
+    shot = tmp_path / "window.png"
+    args = ["--source", str(face_video), "--frames", "15", "--screenshot", str(shot)]
+    xvfb = ("xvfb-run", "-a", "-s", "-screen 0 1280x800x24")
+    done = _run_app([*args, "--settings", str(tmp_path / "s.ini")], "xcb", xvfb)
+    assert done.returncode == 0, done.stderr
+    picture = cv2.imread(str(shot))
+    assert picture is not None, f"{shot} was not written"
+    assert picture.shape[0] >= 600 and picture.shape[1] >= 1000  # the whole window
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 1000  # a photo in it, not a blank
