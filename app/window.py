@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
         self.recording: tuple[Path, Path] | None = None
         self.recording_started = 0.0
         self.frames_shown = 0
+        self.first_shown = self.last_shown = 0.0  # monotonic times of the first / newest frame
         self.on_frame: Callable[[int], None] | None = None  # tests and --frames hook here
 
         # made first: building the controls already sends it their initial state
@@ -392,6 +393,8 @@ class MainWindow(QMainWindow):
         view_fps = self.view_rate.tick()
         self.frames_shown += 1
         now = time.monotonic()
+        self.first_shown = self.first_shown or now
+        self.last_shown = now
         if now - self.last_status >= STATUS_EVERY_S:
             self.last_status = now
             self._update_status(shown, view_fps)
@@ -425,6 +428,11 @@ class MainWindow(QMainWindow):
         if self.recording:
             seconds = int(time.monotonic() - self.recording_started)
             self.record_label.setText(f"● REC {seconds // 60:02d}:{seconds % 60:02d}")
+
+    def mean_view_fps(self) -> float:
+        """Frames painted per second from the first frame to the newest (start-up excluded)."""
+        span = self.last_shown - self.first_shown
+        return (self.frames_shown - 1) / span if span > 0 else 0.0
 
     def stage_medians(self) -> dict[str, float]:
         return {k: statistics.median(v) for k, v in self.stage_ms.items()}
@@ -506,14 +514,17 @@ class MainWindow(QMainWindow):
 
 
 def run_for(window: MainWindow, frames: int, screenshot: str | None, done: Callable) -> None:
-    """After `frames` frames are shown: optionally save the window to `screenshot`, then
-    call `done` (the `--frames` option: measurements and screenshots without a person)."""
+    """After `frames` frames are shown, or when the source ends: optionally save the window to
+    `screenshot`, then call `done` (the `--frames` option: measurements and screenshots
+    without a person)."""
 
-    def check(count: int) -> None:
-        if count >= frames:
-            window.on_frame = None
-            if screenshot:
-                window.grab().save(screenshot)
-            QTimer.singleShot(0, done)
+    def finish(*_) -> None:
+        if window.on_frame is None:
+            return  # already finished
+        window.on_frame = None
+        if screenshot:
+            window.grab().save(screenshot)
+        QTimer.singleShot(0, done)
 
-    window.on_frame = check
+    window.on_frame = lambda count: finish() if count >= frames else None
+    window.pipeline.source_ended.connect(finish)

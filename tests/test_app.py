@@ -264,3 +264,22 @@ def test_screenshot_of_the_window_under_xvfb(face_video, tmp_path):
     assert picture is not None, f"{shot} was not written"
     assert picture.shape[0] >= 600 and picture.shape[1] >= 1000  # the whole window
     assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 1000  # a photo in it, not a blank
+
+
+def test_qt_bindings_keep_reference_counts(qapp):
+    """PySide6 6.12.0 dropped a reference to None on every call into Qt (and to True/False on
+    every signal): Python 3.11 aborts with 'deallocating None' after a few hundred frames. The
+    installed bindings must not do that."""
+    from PySide6.QtCore import QObject, Signal
+    from PySide6.QtWidgets import QProgressBar
+
+    class Emitter(QObject):
+        fired = Signal()
+
+    bar, emitter = QProgressBar(), Emitter()
+    nones, trues = sys.getrefcount(None), sys.getrefcount(True)
+    for i in range(500):
+        bar.setValue(i % 100)
+        emitter.fired.emit()
+    assert abs(sys.getrefcount(None) - nones) < 50
+    assert abs(sys.getrefcount(True) - trues) < 50
