@@ -72,6 +72,7 @@ class Pipeline(QThread):
     shown = Signal()  # a new `Shown` waits in `take()`
     event = Signal(str, str)  # kind ("error", "retry", "recovered", "info"), message
     source_opened = Signal(str)  # the source's name
+    source_failed = Signal(str)  # why the requested source did not open (the old one goes on)
     source_ended = Signal(str)  # the source's name: a video or folder reached its end
     model_changed = Signal(str)  # the package name now running
     recording_changed = Signal(object)  # (video path, csv path) when it starts, None at stop
@@ -160,10 +161,13 @@ class Pipeline(QThread):
                     options, self._pending_options = self._pending_options, None
                     record, self._pending_record = self._pending_record, False
                     paused, view = self._paused, self._view
+                labels, before = self.labels, latest
                 if options is not None:
                     self._load(options)
                 if make is not None:
                     latest = self._open(make, latest)
+                if recording is not None and (latest is not before or self.labels != labels):
+                    record = None  # a new frame size or new CSV columns: this file ends here
                 if record is not False:
                     recording = self._record(record, recording, latest)
                 if latest is not None and isinstance(latest.source, Paced):
@@ -236,7 +240,7 @@ class Pipeline(QThread):
         try:
             source = make()
         except (SourceError, OSError) as error:
-            self.event.emit("error", str(error))
+            self.source_failed.emit(str(error))
             return latest  # keep showing what was there
         if latest is not None:
             latest.close()

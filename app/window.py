@@ -86,6 +86,8 @@ class MainWindow(QMainWindow):
         self.recording: tuple[Path, Path] | None = None
         self.recording_started = 0.0
         self.frames_shown = 0
+        self.opening: deque[str] = deque()  # requested sources, answered in order
+        self.source_spec: str | None = None  # the source playing
         self.first_shown = self.last_shown = 0.0  # monotonic times of the first / newest frame
         self.on_frame: Callable[[int], None] | None = None  # tests and --frames hook here
 
@@ -110,6 +112,7 @@ class MainWindow(QMainWindow):
         self.pipeline.shown.connect(self._on_shown)
         self.pipeline.event.connect(self._on_event)
         self.pipeline.source_opened.connect(self._on_source_opened)
+        self.pipeline.source_failed.connect(self._on_source_failed)
         self.pipeline.source_ended.connect(self._on_source_ended)
         self.pipeline.model_changed.connect(self._on_model_changed)
         self.pipeline.recording_changed.connect(self._on_recording_changed)
@@ -179,12 +182,13 @@ class MainWindow(QMainWindow):
         self.act_record = self._action("&Record", "Ctrl+R", self.set_recording, checkable=True)
         self.act_landmarks = self._action("Show &landmarks", "L", self._landmarks, True)
         self.act_mirror = self._action("&Mirror view", "M", self._mirror, True)
+        self.act_folder = self._action("Output &folder…", "", self.choose_folder)
         self.act_quit = self._action("&Quit", "Ctrl+Q", self.close)
         self.act_landmarks.setChecked(s.landmarks)
         self.act_mirror.setChecked(s.mirror)
         menus = {
             "&File": [self.act_open_video, self.act_open_folder, None, self.act_snapshot,
-                      self.act_record, None, self.act_quit],
+                      self.act_record, self.act_folder, None, self.act_quit],
             "&View": [self.act_pause, self.act_landmarks, self.act_mirror],
         }  # fmt: skip
         for title, actions in menus.items():
@@ -348,11 +352,9 @@ class MainWindow(QMainWindow):
 
     # ---- sources -----------------------------------------------------------------------------
     def open(self, spec: str) -> None:
+        """Ask the pipeline for a source; the source list follows once it has opened."""
+        self.opening.append(spec)
         self.pipeline.open_source(source_factory(spec))
-        if self.source_box.findData(spec) < 0:
-            name = Path(spec).name or spec
-            self.source_box.addItem(name, spec)
-        self._select_data(self.source_box, spec)
 
     def open_video(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
@@ -445,10 +447,23 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_source_opened(self, name: str) -> None:
+        self.source_spec = self.opening.popleft() if self.opening else self.source_spec
+        if self.source_spec and self.source_box.findData(self.source_spec) < 0:
+            self.source_box.addItem(Path(self.source_spec).name, self.source_spec)
+        if self.source_spec:
+            self._select_data(self.source_box, self.source_spec)
         self.source_label.setText(name)
         self.selected_id = None
         if self.timeline is not None:
             self.timeline.clear()
+
+    @Slot(str)
+    def _on_source_failed(self, message: str) -> None:
+        if self.opening:
+            self.opening.popleft()
+        if self.source_spec:
+            self._select_data(self.source_box, self.source_spec)  # the one still playing
+        self.say(message)
 
     @Slot(str)
     def _on_source_ended(self, name: str) -> None:
@@ -486,6 +501,14 @@ class MainWindow(QMainWindow):
             self.pipeline.start_recording(self.settings.folder())
         else:
             self.pipeline.stop_recording()
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Folder for snapshots and recordings", str(self.settings.folder())
+        )
+        if folder:
+            self.settings.output_folder = folder
+            self.statusBar().showMessage(f"snapshots and recordings go to {folder}", 5000)
 
     def snapshot(self) -> Path | None:
         """The shown frame with its overlays as a PNG in the output folder (written whole

@@ -219,7 +219,22 @@ def test_a_bad_source_is_reported_and_the_old_one_keeps_running(qtbot, window, t
     qtbot.waitUntil(window.banner.isVisible, timeout=5_000)
     assert "missing.mp4" in window.banner_text.text()
     assert "no such file" in window.banner_text.text()
+    assert window.source_box.currentData().endswith("faces.avi")  # the list shows what plays
     wait_frames(qtbot, window, 3)  # still playing the face video
+
+
+def test_keyboard_shortcuts(qtbot, window):
+    from PySide6.QtCore import Qt
+
+    wait_frames(qtbot, window, 2)
+    window.activateWindow()
+    window.view.setFocus()
+    for key, action in ((Qt.Key.Key_L, window.act_landmarks), (Qt.Key.Key_M, window.act_mirror),
+                        (Qt.Key.Key_Space, window.act_pause)):  # fmt: skip
+        qtbot.keyClick(window.view, key)
+        assert action.isChecked(), action.text()
+    assert window.pipeline.paused and window.pipeline.view.mirror
+    assert window.landmarks_box.isChecked()  # the checkbox follows its action
 
 
 def test_a_truncated_video_ends_with_a_message_not_a_crash(qtbot, window, tmp_path, face_video):
