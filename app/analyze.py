@@ -7,6 +7,7 @@ per second. Qt-free: it runs on a server.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -17,8 +18,9 @@ from fer_core.capture import SourceError, VideoSource, frames
 from fer_core.faces import DETECTORS, FaceOptions
 from fer_core.overlay import draw
 from fer_core.recognizer import Recognizer, RecognizerOptions
-from fer_core.recording import AnnotatedVideo
+from fer_core.recording import AnnotatedVideo, write_png
 from fer_core.results import FaceLog
+from fer_core.timeline import Timeline
 from fer_core.track import SMOOTHERS, TrackerOptions
 
 
@@ -27,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="annotated video to write (.mp4)")
     p.add_argument("--csv", help="faces as CSV: one row per face per frame")
     p.add_argument("--json", help="faces as JSON lines (the same rows)")
+    p.add_argument("--timeline", help="a picture of each face's probabilities over time (.png)")
     p.add_argument("--model", help="model package name or folder (default: the default package)")
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     p.add_argument("--threads", type=int, default=1, help="classifier threads (default 1)")
@@ -81,6 +84,7 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
         # each log is renamed from .partial only if the whole video went through
         logs = [stack.enter_context(FaceLog(path, labels, fmt)) for path, fmt in outputs if path]
         video = stack.enter_context(AnnotatedVideo(args.out, source.fps)) if args.out else None
+        timeline = Timeline(labels, seconds=math.inf) if args.timeline else None
         bar = stack.enter_context(
             tqdm(total=source.frame_count or None, unit="frame", disable=args.no_progress)
         )
@@ -92,6 +96,8 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
                 log.write(result)
             if video is not None:
                 video.write(draw(frame.image, result, labels, landmarks=args.landmarks))
+            if timeline is not None:
+                timeline.add(result)
             result.timings_ms["write"] = (time.perf_counter() - t0) * 1e3
             for k, v in result.timings_ms.items():
                 timings.setdefault(k, []).append(v)
@@ -100,6 +106,8 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
             bar.update()
         summary.seconds = time.perf_counter() - started
         summary.events = [e.message for e in source.events]
+        if timeline is not None:
+            write_png(args.timeline, timeline.picture())
     summary.stage_ms = {k: statistics.median(v) for k, v in timings.items()}
     return summary
 
@@ -111,15 +119,15 @@ def main(argv: list[str]) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    if not (args.out or args.csv or args.json):
-        parser.error("nothing to write: give --out, --csv and/or --json")
+    if not (args.out or args.csv or args.json or args.timeline):
+        parser.error("nothing to write: give --out, --csv, --json and/or --timeline")
     try:
         summary = analyze(args)
     except (SourceError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(summary.report())
-    for path in (args.out, args.csv, args.json):
+    for path in (args.out, args.csv, args.json, args.timeline):
         if path:
             print(f"wrote {path}")
     return 0

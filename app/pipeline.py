@@ -228,7 +228,16 @@ class Pipeline(QThread):
         try:
             recognizer = Recognizer(options)
         except (OSError, ValueError, RuntimeError) as error:
-            self.event.emit("error", f"model not changed: {error}")
+            if self.recognizer is not None:
+                self.event.emit("error", f"model not changed: {error}")
+                return
+            fallback = replace(options, model=None, backend="onnxruntime", device="cpu")
+            if options == fallback:
+                self.event.emit("error", f"no model can run: {error}")
+                return
+            # nothing runs yet (a remembered package that is gone): start on the default one
+            self.event.emit("error", f"{error}; using the default model on onnxruntime")
+            self._load(fallback)
             return
         if self.recognizer is not None:
             self.recognizer.close()

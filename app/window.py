@@ -6,14 +6,12 @@ turns controls into pipeline requests and paints what comes back."""
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 from PySide6.QtCore import QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -42,6 +40,7 @@ from fer_core.classify import backend_devices
 from fer_core.demo import DemoSource
 from fer_core.faces import DETECTORS, FaceOptions
 from fer_core.recognizer import RecognizerOptions
+from fer_core.recording import write_png
 from fer_core.results import FaceResult
 from fer_core.timeline import Timeline
 from fer_core.track import SMOOTHERS, TrackerOptions
@@ -516,16 +515,12 @@ class MainWindow(QMainWindow):
         if self.current is None:
             self.statusBar().showMessage("nothing to save yet", 3000)
             return None
-        folder = self.settings.folder()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"fer-{time.strftime('%Y%m%d-%H%M%S')}-{self.current.result.index}.png"
-        ok, data = cv2.imencode(".png", self.current.picture)
-        if not ok:
-            self.say(f"{path}: the snapshot could not be encoded")
+        name = f"fer-{time.strftime('%Y%m%d-%H%M%S')}-{self.current.result.index}.png"
+        try:
+            path = write_png(self.settings.folder() / name, self.current.picture)
+        except OSError as error:
+            self.say(f"snapshot not saved: {error}")
             return None
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data.tobytes())
-        os.replace(partial, path)
         self.statusBar().showMessage(f"saved {path}", 5000)
         return path
 

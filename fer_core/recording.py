@@ -14,6 +14,19 @@ import numpy as np
 from fer_core.results import FaceLog, FrameResult
 
 
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """`image` (BGR) as a PNG, written whole under a temporary name and then renamed."""
+    path = Path(path)
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"{path}: the picture could not be encoded as PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data.tobytes())
+    os.replace(partial, path)
+    return path
+
+
 class AnnotatedVideo:
     """An MP4 (MPEG-4 part 2) written to `<name>.partial.mp4` and renamed when complete; the
     size comes from the first frame."""

@@ -50,3 +50,41 @@ class Timeline:
     def clear(self) -> None:
         self._tracks.clear()
         self.now = 0.0
+
+    def picture(self, faces: int = 4, width: int = 1000) -> np.ndarray:
+        """The `faces` longest-seen faces' smoothed probabilities over time as a BGR picture:
+        one panel per face, one line per class in the overlay colours, a legend."""
+        import cv2
+
+        from fer_core.overlay import FONT, colour
+
+        def text(image, words, x, y, scale=0.45, ink=(0, 0, 0)):
+            cv2.putText(image, words, (round(x), round(y)), FONT, scale, ink, 1, cv2.LINE_AA)
+
+        shown = sorted(self._tracks, key=lambda t: -len(self._tracks[t]))[:faces]
+        panel, left, legend, top = 170, 50, 110, 24
+        image = np.full((max(1, len(shown)) * panel + 30, width, 3), 255, np.uint8)
+        if not shown:
+            text(image, "no faces", left, 40, 0.6)
+            return image
+        start = min(self._tracks[t][0][0] for t in shown)
+        span, plot_w, h = max(self.now - start, 1e-6), width - left - legend, panel - top - 16
+        for i, label in enumerate(self.labels):  # legend
+            y = top + 12 + 16 * i
+            cv2.line(image, (width - legend + 10, y), (width - legend + 30, y), colour(label), 3)
+            text(image, label, width - legend + 35, y + 4)
+        for k, track_id in enumerate(shown):
+            y0 = k * panel + top
+            cv2.rectangle(image, (left, y0), (left + plot_w, y0 + h), (200, 200, 200), 1)
+            text(image, f"face #{track_id}", left, y0 - 6, 0.5)
+            for p in (0.0, 0.5, 1.0):
+                text(image, f"{p:.1f}", 8, y0 + h * (1 - p) + 4, 0.4, (90, 90, 90))
+            times, probs = self.series(track_id)
+            xs = left + (times + self.now - start) / span * plot_w
+            for i, label in enumerate(self.labels):
+                points = np.stack([xs, y0 + h * (1 - probs[:, i])], axis=1)
+                cv2.polylines(image, [points.round().astype(np.int32)], False, colour(label), 2,
+                              cv2.LINE_AA)  # fmt: skip
+        text(image, f"{start:.1f} s", left, image.shape[0] - 8)
+        text(image, f"{self.now:.1f} s", left + plot_w - 45, image.shape[0] - 8)
+        return image

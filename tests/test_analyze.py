@@ -81,3 +81,14 @@ def test_benchmark_prints_both_cases(capsys):
     assert lines[0].split()[:3] == ["faces", "detector", "frames/s"]
     assert [line.split()[:2] for line in lines[1:3]] == [["1", "short"], ["5", "full"]]
     assert [int(line.split()[3]) for line in lines[1:3]] == [4, 20]  # every face of every frame
+
+
+def test_analyze_draws_the_emotion_timeline(video, tmp_path):
+    picture = tmp_path / "timeline.png"
+    assert main(["analyze", str(video), "--timeline", str(picture), "--no-progress"]) == 0
+    image = cv2.imread(str(picture))
+    assert image is not None and image.shape[1] == 1000
+    # one face: one panel, with the happy line (overlay colour) high in it
+    happy = np.all(image == (0, 200, 255), axis=2)
+    rows = np.nonzero(happy[:, 50:890].any(axis=1))[0]
+    assert len(rows) and rows.min() < 24 + 0.3 * 130

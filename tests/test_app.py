@@ -201,6 +201,18 @@ def test_settings_persist_between_launches(qtbot, store, face_video):
     second.close()
 
 
+def test_a_remembered_model_that_is_gone_falls_back_to_the_default(qtbot, tmp_path, face_video):
+    store = open_store(str(tmp_path / "settings.ini"))
+    AppSettings(model="deleted-model", output_folder=str(tmp_path)).save(store)
+    window = MainWindow(store, str(face_video), cameras=[])
+    qtbot.addWidget(window)
+    shown = wait_frames(qtbot, window, 3)
+    assert shown.result.faces
+    qtbot.waitUntil(lambda: "deleted-model" in window.banner_text.text(), timeout=5_000)
+    assert "default model" in window.banner_text.text()
+    window.close()
+
+
 def test_without_a_camera_it_says_so_and_shows_the_labelled_demo(qtbot, store):
     window = MainWindow(store, None, cameras=[])
     qtbot.addWidget(window)
