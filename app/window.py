@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_controls()
         self._build_status()
+        self._options_changed()  # settings follow what the controls could select
         if self.settings.geometry:
             self.restoreGeometry(self.settings.geometry)
         else:
@@ -216,7 +217,11 @@ class MainWindow(QMainWindow):
         self.model_box = QComboBox()
         for package in list_packages():
             self.model_box.addItem(package.name, package.name)
-        self._select_data(self.model_box, s.model or default_package().name)
+        wanted = s.model or default_package().name
+        self._select_data(self.model_box, wanted)
+        if self.model_box.currentData() != wanted:
+            self.say(f"model package {wanted!r} is not installed; using "
+                     f"{self.model_box.currentData()}")  # fmt: skip
         self.model_box.currentIndexChanged.connect(self._model_picked)
         form.addRow("Model", self.model_box)
         self.backend_box = QComboBox()
@@ -257,9 +262,7 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _combo(items, current: str) -> QComboBox:
         box = QComboBox()
-        for item in items:
-            box.addItem(item, item)
-        MainWindow._select_data(box, current)
+        MainWindow._refill(box, items, current)
         return box
 
     @staticmethod
@@ -305,22 +308,22 @@ class MainWindow(QMainWindow):
             self.say(str(error))
             choices = {"onnxruntime": ["cpu"]}
         self._backends = choices
-        for box, items, current in ((self.backend_box, choices, self.settings.backend),):
-            box.blockSignals(True)
-            box.clear()
-            for item in items:
-                box.addItem(item, item)
-            self._select_data(box, current)
-            box.blockSignals(False)
+        self._refill(self.backend_box, choices, self.settings.backend)
         self._fill_devices()
 
     def _fill_devices(self) -> None:
-        self.device_box.blockSignals(True)
-        self.device_box.clear()
-        for device in self._backends.get(self.backend_box.currentData(), ["cpu"]):
-            self.device_box.addItem(device, device)
-        self._select_data(self.device_box, self.settings.device)
-        self.device_box.blockSignals(False)
+        devices = self._backends.get(self.backend_box.currentData(), ["cpu"])
+        self._refill(self.device_box, devices, self.settings.device)
+
+    @staticmethod
+    def _refill(box: QComboBox, items, current: str) -> None:
+        """New items (quietly: no change signal), keeping `current` selected if it is one."""
+        box.blockSignals(True)
+        box.clear()
+        for item in items:
+            box.addItem(item, item)
+        MainWindow._select_data(box, current)
+        box.blockSignals(False)
 
     def _model_picked(self) -> None:
         self._fill_backends()

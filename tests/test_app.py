@@ -209,7 +209,8 @@ def test_a_remembered_model_that_is_gone_falls_back_to_the_default(qtbot, tmp_pa
     shown = wait_frames(qtbot, window, 3)
     assert shown.result.faces
     qtbot.waitUntil(lambda: "deleted-model" in window.banner_text.text(), timeout=5_000)
-    assert "default model" in window.banner_text.text()
+    assert "not installed" in window.banner_text.text()
+    assert window.model_box.currentData() == "vgg-fer-s"
     window.close()
 
 
