@@ -68,3 +68,18 @@ def test_malformed_structure_points_at_the_token(text, token, message):
     assert message in str(err)
     if token is not None:
         assert_points_at(err, text, token)
+
+
+def test_residual_units_start_as_their_shortcut_unless_asked_otherwise():
+    """Zen-NAS zeroes the last BN of every residual unit (§2.5); `zero_init_residual=False`
+    starts it at 1 (on 40-px FER2013 faces the zero start leaves the unit bodies still)."""
+    from fer_core.models.zennet import ResidualUnit
+
+    def last_gammas(net):
+        return [m.body[-1][1].weight for m in net.modules() if isinstance(m, ResidualUnit)]
+
+    spec = ZenNet(ZENNET_M, num_classes=7)
+    assert all(torch.count_nonzero(g) == 0 for g in last_gammas(spec))
+    ones = create_model("zennet-m-sa", zero_init_residual=False)
+    assert all(torch.all(g == 1) for g in last_gammas(ones))
+    assert sum(p.numel() for p in ones.parameters()) == sum(p.numel() for p in spec.parameters())

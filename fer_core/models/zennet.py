@@ -175,8 +175,12 @@ class ZenNet(nn.Module):
         use_sa: bool = True,
         lw_att: bool = False,
         residual: bool = True,
+        zero_init_residual: bool = True,
     ):
-        """`residual=False` drops every residual unit's shortcut (the Zen-score network)."""
+        """`residual=False` drops every residual unit's shortcut (the Zen-score network).
+        `zero_init_residual=False` starts the last BN of every residual unit at γ = 1 instead
+        of Zen-NAS's γ = 0: on 40–48 px FER2013 faces the γ = 0 start leaves the unit bodies
+        without gradient and the network near the majority class for hundreds of steps."""
         super().__init__()
         if isinstance(structure, str):
             structure = Structure.parse(structure)
@@ -188,11 +192,13 @@ class ZenNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.lw_att = LightweightAttention(c) if lw_att else None
         self.classifier = nn.Linear(c, num_classes)
+        self.zero_init_residual = zero_init_residual
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Zen-NAS initialisation (§2.5): scaled Xavier for convs and linears, and the last BN
-        of every residual unit at γ = 0 so each unit starts as its shortcut."""
+        of every residual unit at γ = 0 so each unit starts as its shortcut (γ = 1 when
+        `zero_init_residual` is False)."""
         gain = 3.26
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -205,7 +211,7 @@ class ZenNet(nn.Module):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, ResidualUnit):
                 last_bn = m.body[-1][1]
-                nn.init.zeros_(last_bn.weight)
+                nn.init.constant_(last_bn.weight, 0.0 if self.zero_init_residual else 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x))
