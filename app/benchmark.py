@@ -48,7 +48,7 @@ def format_rows(rows: list[tuple[int, str, AnalysisSummary]]) -> str:
 
 
 def window_rates(frames: int, video_fps: float, model: str | None) -> list[tuple]:
-    """(faces, detector, frames/s painted, engine frames/s, dropped, stage ms) per case."""
+    """(faces, detector, the window's report) per case."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
@@ -82,6 +82,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--video-fps", type=float, default=60.0,
                         help="with --window: the videos' frame rate (60)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.window and (args.precision, args.threads) != ("fp32", 1):
+        parser.error("--window measures the app as it runs: fp32, 1 classifier thread")
     if args.window:
         for faces, detector, text in window_rates(args.frames, args.video_fps, args.model):
             print(f"{faces} face(s), {detector} detector, {args.video_fps:g} fps video:\n{text}\n")

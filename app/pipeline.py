@@ -183,6 +183,8 @@ class Pipeline(QThread):
                         self.source_ended.emit(latest.source.name)
                         latest.close()
                         latest = None
+                        if recording is not None:  # the recording ends with its source
+                            recording = self._record(None, recording, None)
                     continue
                 recording = self._process(frame, latest, view, recording, rate)
         finally:
@@ -216,10 +218,8 @@ class Pipeline(QThread):
 
     def _load(self, options: RecognizerOptions) -> None:
         """A new recognizer for changed options; on failure the running one stays."""
-        same_model = self.recognizer is not None and _model_key(options) == _model_key(
-            self._options
-        )
-        if same_model and options.faces == self._options.faces:
+        tracker_only = replace(options, tracker=self._options.tracker) == self._options
+        if self.recognizer is not None and tracker_only:
             # smoothing and threshold need no reload: new tracks take them, ids keep counting
             self.recognizer.tracker.options = options.tracker
             self.recognizer.tracker.reset()
@@ -266,7 +266,7 @@ class Pipeline(QThread):
             self.recording_changed.emit(None)
         if folder is None:
             return None
-        fps = latest.source.fps if latest is not None and latest.source.fps else 25.0
+        fps = latest.source.fps if latest is not None else 0.0  # 0: the writer's default
         stem = _free_stem(Path(folder), time.strftime("fer-%Y%m%d-%H%M%S"), ".mp4")
         try:
             recording = Recording(folder, stem, list(self.labels), fps)
@@ -280,11 +280,6 @@ class Pipeline(QThread):
         while source.events:
             event = source.events.popleft()
             self.event.emit(event.kind, event.message)
-
-
-def _model_key(options: RecognizerOptions) -> tuple:
-    return (options.model, options.backend, options.device, options.precision,
-            options.threads)  # fmt: skip
 
 
 def _free_stem(folder: Path, stem: str, suffix: str) -> str:

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from app.pipeline import Pipeline, Rate, Shown, ViewOptions
 from app.settings import AppSettings
 from app.widgets import EmotionTimeline, ProbabilityPanel, VideoView
-from fer_core.capture import IMAGE_SUFFIXES, CameraSource, Source, open_source
+from fer_core.capture import IMAGE_SUFFIXES, Source, open_source
 from fer_core.classify import backend_devices
 from fer_core.demo import DemoSource
 from fer_core.faces import DETECTORS, FaceOptions
@@ -44,7 +44,7 @@ from fer_core.recording import write_png
 from fer_core.results import FaceResult
 from fer_core.timeline import Timeline
 from fer_core.track import SMOOTHERS, TrackerOptions
-from fer_core.zoo import default_package, list_packages, load_package
+from fer_core.zoo import default_package, list_packages
 
 DEMO = "demo"
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v);;All files (*)"
@@ -53,12 +53,9 @@ STATUS_EVERY_S = 0.25  # the status bar text changes at most this often (readabl
 
 
 def source_factory(spec: str) -> Callable[[], Source]:
-    """What the pipeline thread calls to open `spec`: "demo", "camera:N", or a path."""
-    if spec == DEMO:
-        return DemoSource
-    if spec.startswith("camera:"):
-        return lambda: CameraSource(int(spec.removeprefix("camera:")))
-    return lambda: open_source(spec)
+    """What the pipeline thread calls to open `spec`: "demo", or what `open_source` takes
+    ("camera:N", a video, a folder of images)."""
+    return DemoSource if spec == DEMO else lambda: open_source(spec)
 
 
 class MainWindow(QMainWindow):
@@ -215,8 +212,9 @@ class MainWindow(QMainWindow):
         form.addRow("Source", self.source_box)
 
         self.model_box = QComboBox()
-        for package in list_packages():
-            self.model_box.addItem(package.name, package.name)
+        self.packages = {package.name: package for package in list_packages()}
+        for name in self.packages:
+            self.model_box.addItem(name, name)
         wanted = s.model or default_package().name
         self._select_data(self.model_box, wanted)
         if self.model_box.currentData() != wanted:
@@ -302,13 +300,8 @@ class MainWindow(QMainWindow):
 
     def _fill_backends(self) -> None:
         """The backends (and their devices) the chosen package can run on here."""
-        try:
-            choices = backend_devices(load_package(self.model_box.currentData()))
-        except (OSError, ValueError) as error:
-            self.say(str(error))
-            choices = {"onnxruntime": ["cpu"]}
-        self._backends = choices
-        self._refill(self.backend_box, choices, self.settings.backend)
+        self._backends = backend_devices(self.packages[self.model_box.currentData()])
+        self._refill(self.backend_box, self._backends, self.settings.backend)
         self._fill_devices()
 
     def _fill_devices(self) -> None:
@@ -469,9 +462,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_source_ended(self, name: str) -> None:
-        self.statusBar().showMessage(f"{name}: ended", 8000)
-        if self.act_record.isChecked():
-            self.act_record.setChecked(False)
+        self.statusBar().showMessage(f"{name}: ended", 8000)  # a recording ends with it
         if self.current is None:
             self.view.show_message(f"{name} gave no frames")
 
@@ -484,7 +475,7 @@ class MainWindow(QMainWindow):
         self.recording = paths
         if paths is None:
             self.record_label.setText("")
-            if self.act_record.isChecked():  # stopped by the pipeline (a write failed)
+            if self.act_record.isChecked():  # stopped by the pipeline (source end, write error)
                 self.act_record.blockSignals(True)
                 self.act_record.setChecked(False)
                 self.act_record.blockSignals(False)

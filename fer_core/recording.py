@@ -37,7 +37,6 @@ class AnnotatedVideo:
         self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix or '.mp4'}")
         self.fps = fps or 25.0
         self.writer: cv2.VideoWriter | None = None
-        self.frames = 0
 
     def write(self, picture: np.ndarray) -> None:
         if self.writer is None:
@@ -47,7 +46,6 @@ class AnnotatedVideo:
             if not self.writer.isOpened():
                 raise OSError(f"{self.path}: cannot write a video here (expected a writable .mp4)")
         self.writer.write(picture)
-        self.frames += 1
 
     def close(self, complete: bool = True) -> None:
         if self.writer is not None:
@@ -76,10 +74,6 @@ class Recording:
     def write(self, picture: np.ndarray, result: FrameResult) -> None:
         self.video.write(picture)
         self.log.write(result)
-
-    @property
-    def frames(self) -> int:
-        return self.video.frames
 
     def close(self) -> None:
         self.video.close()

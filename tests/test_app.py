@@ -177,6 +177,20 @@ def test_recording_writes_a_playable_mp4_and_a_csv_of_every_face(qtbot, window, 
     assert all(abs(sum(float(r[f"p_{k}"]) for k in window.current.labels) - 1) < 1e-3 for r in rows)
 
 
+def test_a_recording_ends_with_its_source(qtbot, store, tmp_path):
+    short = write_demo_video(tmp_path / "short.avi", 30)
+    window = MainWindow(store, str(short), cameras=[])
+    qtbot.addWidget(window)
+    wait_frames(qtbot, window, 1)
+    window.act_record.setChecked(True)
+    qtbot.waitUntil(lambda: window.recording is not None, timeout=5_000)
+    video_path, csv_path = window.recording
+    qtbot.waitUntil(lambda: not window.act_record.isChecked(), timeout=15_000)
+    assert window.recording is None
+    assert video_path.is_file() and csv_path.is_file()  # complete, under their final names
+    window.close()
+
+
 def test_snapshot_saves_the_annotated_frame_as_png(qtbot, window, tmp_path):
     shown = wait_frames(qtbot, window, 2)
     path = window.snapshot()
