@@ -114,13 +114,9 @@ def onnx_backend(package: ModelPackage, precision: str, threads: int, device: st
     return lambda x: session.run(["logits"], {"image": x})[0]
 
 
-def torch_backend(package: ModelPackage, precision: str, threads: int, device: str) -> Callable:
-    """The package's `model.pt` in the network its card names: the unfolded twin of
-    `model.onnx`, on the CPU or a CUDA GPU."""
-    if precision != "fp32":
-        raise ValueError(f"precision {precision!r}: the torch backend runs fp32 only")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: the torch backend runs on cpu or cuda")
+def package_network(package: ModelPackage):
+    """The package's `model.pt` in the network its card names (torch, CPU, eval mode): the
+    unfolded twin of `model.onnx`, which the torch backend runs and ensembles are built from."""
     if not package.has("torch"):
         raise ValueError(
             f"{package.path}: no {FILES['torch']} in the package; re-export it with "
@@ -136,15 +132,27 @@ def torch_backend(package: ModelPackage, precision: str, threads: int, device: s
         import torch
     except ImportError:
         raise ValueError("the torch backend needs torch: pip install -e '.[train]'") from None
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda': torch sees no CUDA GPU here; use device 'cpu'")
     from fer_core.models import create_model
 
     net = create_model(arch["model"], **arch.get("overrides", {}))
     state = torch.load(package.model_file("torch"), map_location="cpu", weights_only=True)
     # copied into the fresh fp32 parameters: float16 weights (card extra `torch_dtype`) widen
     net.load_state_dict(state, strict=True)
-    net = net.eval().to(device)
+    return net.eval()
+
+
+def torch_backend(package: ModelPackage, precision: str, threads: int, device: str) -> Callable:
+    """`package_network` on the CPU or a CUDA GPU."""
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r}: the torch backend runs fp32 only")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: the torch backend runs on cpu or cuda")
+    net = package_network(package)
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda': torch sees no CUDA GPU here; use device 'cpu'")
+    net = net.to(device)
     if device == "cpu" and threads > 0:
         torch.set_num_threads(threads)  # process-wide: torch has no per-model thread pool
 

@@ -136,3 +136,28 @@ def test_backend_devices_list_torch_only_where_it_can_run(package, tmp_path, mon
     assert backend_devices(no_weights) == {"onnxruntime": ["cpu"]}
     monkeypatch.setitem(sys.modules, "torch", None)
     assert backend_devices(load_package(package)) == {"onnxruntime": ["cpu"]}
+
+
+def test_a_package_with_torch_weights_is_an_ensemble_member(
+    package, tiny_run, tiny_fer2013, tmp_path
+):
+    """Shipped packages keep `model.pt`, not their training checkpoints: an ensemble of the
+    package and its own checkpoint exports, and scores as the model alone."""
+    from trainer.data import read_dataset
+    from trainer.ensemble import ensemble, export_ensemble
+    from trainer.evaluate import evaluate, load_predictor
+
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    members = [package, tiny_run[0] / "best.pt"]
+    result = ensemble(members, dataset, select="all")
+    exported = export_ensemble(result, members, tmp_path / "ens", dataset)
+    assert exported.parity.max_abs_diff <= 1e-4
+    card = json.loads((tmp_path / "ens" / "card.json").read_text())
+    assert card["architecture"]["ensemble"][0]["arch"] == load_package(package).card.architecture
+    alone = evaluate(load_predictor(package), dataset, "test").metrics
+    scored = evaluate(load_predictor(tmp_path / "ens"), dataset, "test").metrics
+    assert scored.confusion == alone.confusion
+
+    no_weights = altered(package, tmp_path / "no-weights", drop=["model.pt"]).path
+    with pytest.raises(ValueError, match=r"no-weights: no model.pt.*ensemble needs.*weights"):
+        export_ensemble(result, [no_weights, members[1]], tmp_path / "ens2", dataset)

@@ -575,7 +575,12 @@ def _relabel(args: argparse.Namespace) -> int:
 def _ensemble_args(p: argparse.ArgumentParser) -> None:
     from trainer.ensemble import COMBINE, SELECT
 
-    p.add_argument("members", nargs="+", help="checkpoints (.pt) or model packages")
+    p.add_argument(
+        "members",
+        nargs="+",
+        help="checkpoints (.pt) or model packages; --out needs torch weights for each chosen "
+        "member (a checkpoint, or a package exported with --torch-weights)",
+    )
     _data_flags(p)
     p.add_argument("--combine", default="logits", choices=COMBINE, help="average logits or probs")
     p.add_argument(

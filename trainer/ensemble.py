@@ -12,7 +12,8 @@ neither happens here.
 The chosen ensemble exports as one ordinary model package: a single ONNX graph that takes the
 stored face (the largest square any member needs, in [0, 1]) and holds every member together
 with its own crop, resize, channel conversion, normalisation and test-time views, so the app
-and `evaluate` run it like any other package.
+and `evaluate` run it like any other package. Exporting needs each chosen member's torch
+weights: a trainer checkpoint, or a package exported with `--torch-weights`.
 """
 
 from __future__ import annotations
@@ -263,6 +264,32 @@ def ensemble_view(views: list[View]) -> View:
     )  # fmt: skip
 
 
+def torch_member(source: str | Path) -> tuple[nn.Module, View, list[str], dict]:
+    """(network in eval mode, its view, its labels, its architecture record) of a trainer
+    checkpoint or of a package that holds `model.pt` (its card's view, test-time views
+    included)."""
+    from trainer import checkpoint
+
+    source = Path(source)
+    if source.suffix in (".pt", ".pth"):
+        model, state = checkpoint.load_model(source)
+        return model, View(**state["view"]), list(state["labels"]), state["arch"]
+    from fer_core.classify import package_network
+    from fer_core.zoo import load_package
+    from trainer.evaluate import package_view
+
+    package = load_package(source)
+    try:
+        model = package_network(package)
+    except ValueError as e:
+        raise ValueError(
+            f"{e} (exporting an ensemble needs each chosen member's torch weights: a trainer "
+            "checkpoint, or a package exported with --torch-weights)"
+        ) from None
+    card = package.card
+    return model, package_view(card), list(card.labels), card.architecture
+
+
 def export_ensemble(
     result: EnsembleResult,
     members: list[str | Path],
@@ -275,24 +302,15 @@ def export_ensemble(
     command: str = "",
 ):
     """The chosen members as one model package (see the module docstring). Every chosen member
-    must be a trainer checkpoint: a package holds ONNX only, which cannot be put back into one
-    torch graph."""
-    from trainer import checkpoint
+    must hold torch weights: a trainer checkpoint, or a package exported with `--torch-weights`
+    (ONNX alone cannot be put back into one torch graph)."""
     from trainer.export import PackageIdentity, write_package
 
     parts, archs = [], []
     for i in result.chosen:
-        source = Path(members[i])
-        if source.suffix not in (".pt", ".pth"):
-            raise ValueError(
-                f"{source}: exporting an ensemble needs each chosen member as a trainer "
-                "checkpoint (.pt); pass the checkpoint the package was exported from"
-            )
-        model, state = checkpoint.load_model(source)
-        view = View(**state["view"])
-        order = index_map(tuple(result.labels), tuple(state["labels"]))
-        parts.append((model, view, order))
-        archs.append({"source": str(source), "arch": state["arch"], "view": state["view"]})
+        model, view, labels, arch = torch_member(members[i])
+        parts.append((model, view, index_map(tuple(result.labels), tuple(labels))))
+        archs.append({"source": str(members[i]), "arch": arch, "view": view.to_dict()})
     net = EnsembleNet(parts, result.combine).eval()
     view = ensemble_view([v for _, v, _ in parts])
     chosen = [result.candidates[i] for i in result.chosen]

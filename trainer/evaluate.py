@@ -59,8 +59,19 @@ def load_predictor(
     package = load_package(path)
     if path.suffix == ".onnx":
         precision = next((p for p, name in FILES.items() if name == path.name), precision)
-    card = package.card
-    view = View(
+    return Predictor(
+        str(package.path),
+        "onnxruntime",
+        precision,
+        list(package.card.labels),
+        package_view(package.card),
+        onnx_forward(package.model_file(precision), threads),
+    )
+
+
+def package_view(card) -> View:
+    """What a package's network sees, from its card."""
+    return View(
         size=card.input_size[0],
         crop=card.crop.get("fraction", 1.0),
         channels=card.channels,
@@ -68,14 +79,6 @@ def load_predictor(
         mean=tuple(card.mean),
         std=tuple(card.std),
         tta=card.tta,
-    )
-    return Predictor(
-        str(package.path),
-        "onnxruntime",
-        precision,
-        list(card.labels),
-        view,
-        onnx_forward(package.model_file(precision), threads),
     )
 
 
