@@ -161,3 +161,39 @@ def test_a_package_with_torch_weights_is_an_ensemble_member(
     no_weights = altered(package, tmp_path / "no-weights", drop=["model.pt"]).path
     with pytest.raises(ValueError, match=r"no-weights: no model.pt.*ensemble needs.*weights"):
         export_ensemble(result, [no_weights, members[1]], tmp_path / "ens2", dataset)
+
+
+def test_a_package_with_torch_weights_starts_fine_tuning_and_kfold(package, tmp_path):
+    """What survives of a run is its package: `--init` and `kfold` start from its model.pt, and
+    k-fold keeps the views its card records (`train.views`)."""
+    from trainer import checkpoint
+    from trainer.data import Dataset, Split
+    from trainer.data import labels as L
+    from trainer.kfold import kfold
+    from trainer.recipes import get_recipe
+    from trainer.train import init_from
+
+    card = load_package(package).card
+    model, _ = checkpoint.load_model(package)
+    fresh = checkpoint.build_model(card.architecture)
+    assert init_from(fresh, package, list(card.labels)) == []
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value)
+
+    rng = np.random.default_rng(0)
+    targets = np.repeat(np.arange(7), 4)
+    groups = np.array([f"S{i % 4}" for i in range(len(targets))])
+    images = rng.integers(0, 256, (len(targets), 48, 48), dtype=np.uint8)
+    ck = Dataset("ckplus", L.CKPLUS, {"all": Split("all", targets, images=images, groups=groups)})
+    recipe = get_recipe("ckplus-finetune").override(epochs=1, batch_size=16)
+    result = kfold(package, ck, k=2, recipe=recipe, out_dir=tmp_path / "kf", device="cpu")
+    assert len(result.folds) == 2
+    fold = checkpoint.load(tmp_path / "kf" / "fold-01" / "last.pt")
+    assert fold["init"] == str(package) and fold["labels"] == list(L.CKPLUS)
+    assert fold["recipe"]["train_size"] == card.train["views"]["train_size"]
+
+    old = altered(
+        package, tmp_path / "old", train={k: v for k, v in card.train.items() if k != "views"}
+    )
+    with pytest.raises(ValueError, match=r"no train\.views"):
+        kfold(old.path, ck, k=2, recipe=recipe, out_dir=tmp_path / "kf2", device="cpu")

@@ -60,9 +60,34 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
         raise ValueError(f"model {arch['model']!r} with options {overrides}: {err}") from None
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """(network in eval mode with the checkpoint's weights, checkpoint dict)."""
-    state = load(path)
+def load_weights(source: str | Path) -> dict[str, Any]:
+    """What fine-tuning, k-fold and ensembling need from a trained network (`arch`, `labels`,
+    `view`, the training views under `recipe`, and the weights under `model`): a trainer
+    checkpoint (.pt), or a model package exported with `--torch-weights`, which is what
+    survives of a run once its folder is gone."""
+    path = Path(source)
+    if path.suffix in (".pt", ".pth"):
+        return load(path)
+    from dataclasses import asdict
+
+    from fer_core.classify import package_network
+    from fer_core.zoo import load_package
+    from trainer.evaluate import package_view
+
+    package = load_package(path)
+    card = package.card
+    return {
+        "arch": card.architecture,
+        "labels": list(card.labels),
+        "view": asdict(package_view(card)),
+        "recipe": card.train.get("views"),  # absent from packages exported before it was kept
+        "model": package_network(package).state_dict(),
+    }
+
+
+def load_model(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(network in eval mode with the trained weights, `load_weights(source)`)."""
+    state = load_weights(source)
     model = build_model(state["arch"])
     model.load_state_dict(state["model"])
     return model.eval(), state

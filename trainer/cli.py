@@ -206,7 +206,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--init",
         metavar="CHECKPOINT",
-        help="fine-tune: start from these weights (output rows matched by label name)",
+        help="fine-tune: start from these weights, a checkpoint or a package exported with "
+        "--torch-weights (output rows matched by label name)",
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
@@ -356,7 +357,11 @@ def _kfold_args(p: argparse.ArgumentParser) -> None:
     from trainer.kfold import PROTOCOLS
     from trainer.recipes import RECIPES
 
-    p.add_argument("checkpoint", help="checkpoint to fine-tune from (e.g. a FER2013 best.pt)")
+    p.add_argument(
+        "checkpoint",
+        help="checkpoint to fine-tune from (e.g. a FER2013 best.pt), or a package exported with "
+        "--torch-weights",
+    )
     p.add_argument("--data", required=True, help="dataset folder (CK+48)")
     p.add_argument(
         "--dataset",
@@ -387,7 +392,8 @@ def _kfold_args(p: argparse.ArgumentParser) -> None:
 
 def _kfold(args: argparse.Namespace) -> int:
     from trainer.data import read_dataset
-    from trainer.kfold import VIEW_FIELDS, kfold
+    from trainer.kfold import kfold
+    from trainer.recipes import VIEW_FIELDS
 
     _set_threads(args)
     given = ["--" + f.replace("_", "-") for f in VIEW_FIELDS if getattr(args, f) is not None]

@@ -270,24 +270,14 @@ def torch_member(source: str | Path) -> tuple[nn.Module, View, list[str], dict]:
     included)."""
     from trainer import checkpoint
 
-    source = Path(source)
-    if source.suffix in (".pt", ".pth"):
-        model, state = checkpoint.load_model(source)
-        return model, View(**state["view"]), list(state["labels"]), state["arch"]
-    from fer_core.classify import package_network
-    from fer_core.zoo import load_package
-    from trainer.evaluate import package_view
-
-    package = load_package(source)
     try:
-        model = package_network(package)
+        model, state = checkpoint.load_model(source)
     except ValueError as e:
         raise ValueError(
             f"{e} (exporting an ensemble needs each chosen member's torch weights: a trainer "
             "checkpoint, or a package exported with --torch-weights)"
         ) from None
-    card = package.card
-    return model, package_view(card), list(card.labels), card.architecture
+    return model, View(**state["view"]), list(state["labels"]), state["arch"]
 
 
 def export_ensemble(

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from trainer.checkpoint import atomic_write
+from trainer.recipes import VIEW_FIELDS
 
 OPSET = 18
 
@@ -226,7 +227,8 @@ def write_package(
             "threads": 1,
             "fp32": round(latency.fp32.median_ms, 3),
             "int8": round(latency.int8.median_ms, 3) if latency.int8 else None,
-            "how": "onnxruntime CPU, one face (batch 1), median after warm-up, at export",
+            "how": "onnxruntime CPU, one face as the app classifies it (normalisation and "
+            f"the card's {card['tta']!r} test-time views), median after warm-up, at export",
         }
         for picture in pictures:
             shutil.copyfile(picture, staging / picture.name)
@@ -291,6 +293,8 @@ def _train_record(state: dict) -> dict:
         "selected_on": f"{state['dataset']['val']} top-1 (best epoch)",
         "wall_seconds": round(sum(r["seconds"] for r in state["history"]), 1),
         "init": state.get("init"),
+        # what k-fold fine-tuning from the package keeps (`checkpoint.load_weights`)
+        "views": {f: state["recipe"][f] for f in (*VIEW_FIELDS, "tencrop_train")},
     }
 
 

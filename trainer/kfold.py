@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from trainer.checkpoint import atomic_write
+from trainer.checkpoint import atomic_write, load_weights
 from trainer.checkpoint import load as load_checkpoint
 from trainer.data import Dataset
-from trainer.recipes import Recipe, get_recipe
+from trainer.recipes import VIEW_FIELDS, Recipe, get_recipe
 
 PROTOCOLS = {
     "subject": "subject-independent: each subject's images in exactly one fold, folds balanced "
@@ -43,8 +43,6 @@ PAPER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "contem
 PAPER_COUNTS = (135, 177, 75, 207, 84, 249, 54)
 PAPER_TEST = (12, 18, 9, 21, 9, 24, 6)  # test images per class and fold: 99 per fold
 PAPER_FOLDS = 10
-# How the network sees its input is the checkpoint's, not the fine-tune recipe's.
-VIEW_FIELDS = ("train_size", "train_crop", "eval_size", "eval_crop", "eval_tta")
 
 
 @dataclass
@@ -208,7 +206,12 @@ def kfold(
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use {' or '.join(PROTOCOLS)}")
     out_dir = Path(out_dir)
-    state = load_checkpoint(checkpoint)
+    state = load_weights(checkpoint)
+    if not state["recipe"]:
+        raise ValueError(
+            f"{checkpoint}: its card has no train.views (how the network saw its training "
+            "images), which fine-tuning keeps; re-export the package with this trainer"
+        )
     recipe = finetune_recipe(recipe or get_recipe("ckplus-finetune"), state["recipe"])
     whole = dataset[split]
     if protocol == "paper":

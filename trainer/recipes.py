@@ -141,6 +141,10 @@ _add(Recipe(
 ))
 # fmt: on
 
+# How the network sees its input: kept from the trained network's own recipe when it is
+# fine-tuned (k-fold); a package's card records them (`train.views`, with `tencrop_train`).
+VIEW_FIELDS = ("train_size", "train_crop", "eval_size", "eval_crop", "eval_tta")
+
 FAMILY_RECIPE = {"autofernet": "autofernet", "zennet": "zennet", "poster": "poster", "vgg": "vgg"}
 
 

@@ -83,7 +83,8 @@ class TrainResult:
 def describe_architecture(model: str, num_classes: int) -> dict[str, Any]:
     """The checkpoint's `arch`: registry name plus overrides (the genotype or structure text
     when `model` is a file), enough to rebuild the network with `checkpoint.build_model`.
-    A checkpoint file (`.pt`) stands for its own architecture, with `num_classes` replaced."""
+    A checkpoint (`.pt`) or a package with torch weights stands for its own architecture, with
+    `num_classes` replaced."""
     from fer_core.models import list_models
     from fer_core.models.genotype import Genotype
     from fer_core.models.structure import Structure
@@ -91,17 +92,18 @@ def describe_architecture(model: str, num_classes: int) -> dict[str, Any]:
     if model in list_models():
         return {"model": model, "overrides": {"num_classes": num_classes}}
     path = Path(model)
-    if not path.is_file():
-        raise ValueError(
-            f"--model {model!r} is neither a registered model ({', '.join(list_models())}) "
-            "nor a genotype / structure-string file nor a checkpoint (.pt)"
-        )
-    if path.suffix == ".pt":  # fine-tuning: the same network, sized for the new label set
-        arch = checkpoint.load(path)["arch"]
+    if path.suffix in (".pt", ".pth") or path.is_dir() or path.name == "card.json":
+        # fine-tuning: the same network, sized for the new label set
+        arch = checkpoint.load_weights(path)["arch"]
         return {
             "model": arch["model"],
             "overrides": {**arch.get("overrides", {}), "num_classes": num_classes},
         }
+    if not path.is_file():
+        raise ValueError(
+            f"--model {model!r} is neither a registered model ({', '.join(list_models())}) "
+            "nor a genotype / structure-string file nor a checkpoint (.pt) or model package"
+        )
     text = path.read_text()
     if "normal" in text or "Genotype" in text:
         genotype = Genotype.from_file(path)
@@ -135,12 +137,13 @@ def view_of(arch: dict[str, Any], recipe: Recipe) -> View:
 
 
 def init_from(model: nn.Module, path: str | Path, labels: list[str]) -> list[str]:
-    """Load a checkpoint's weights for fine-tuning. The output layer's rows are matched by label
-    name, so a FER2013 model (with neutral) can start a CK+ one (with contempt): shared classes
-    keep their weights, new ones keep their fresh init. Returns what was not loaded."""
+    """Load a checkpoint's (or a package's torch) weights for fine-tuning. The output layer's
+    rows are matched by label name, so a FER2013 model (with neutral) can start a CK+ one (with
+    contempt): shared classes keep their weights, new ones keep their fresh init. Returns what
+    was not loaded."""
     from trainer.data.labels import canonical
 
-    state = checkpoint.load(path)
+    state = checkpoint.load_weights(path)
     old_labels = [canonical(n) for n in state["labels"]]
     rows = [old_labels.index(canonical(n)) if canonical(n) in old_labels else None for n in labels]
     own = model.state_dict()
