@@ -22,7 +22,12 @@ def test_package_is_complete_and_intact(package):
     assert card.train["command"].startswith("python -m trainer train")
     assert {"fer2013/val", "fer2013/test"} <= set(card.metrics)
     assert card.metrics["fer2013/test"]["split"] == "test (PrivateTest)"
-    for precision in ("fp32", "int8"):
+    for split in ("fer2013/val", "fer2013/test"):
+        assert {"top1", "macro_f1", "n"} <= set(card.metrics[split])
+    assert card.params > 0 and card.macs > 0
+    assert {"epochs", "seed", "wall_seconds"} <= set(card.train)
+    assert card.extra["latency_ms"]["threads"] == 1 and card.extra["latency_ms"]["fp32"] > 0
+    for precision in ("fp32", "int8", "torch"):
         if package.has(precision):
             path = package.model_file(precision)  # checks the sha256
             assert path.stat().st_size < 50 * 1024 * 1024

@@ -79,7 +79,10 @@ def _benchmark(args: argparse.Namespace) -> int:
             benchmark.benchmark_package,
             benchmark.format_package_table,
         )
-        note = "single face (batch 1) of each package file in onnxruntime (CPU provider)"
+        note = (
+            "one face as the app classifies it (the card's test-time views), each package "
+            "file in onnxruntime (CPU provider)"
+        )
     else:
         names, measure, table = (
             args.names or list_models(),
