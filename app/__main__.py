@@ -1,17 +1,39 @@
-"""`python -m app`: the desktop window (app.launch); `python -m app analyze | benchmark |
-cameras`: the headless fronts (no Qt)."""
+"""`python -m app` (or `fer-desktop`): the desktop window (app.launch); `analyze`,
+`benchmark`, `cameras`: the headless fronts (no Qt)."""
 
+import re
 import sys
 from importlib import import_module
 
-VERBS = {"analyze": "app.analyze", "benchmark": "app.benchmark", "cameras": "app.cameras"}
+VERBS = {
+    "analyze": ("app.analyze", "a video or image folder → annotated MP4, CSV / JSON lines"),
+    "benchmark": ("app.benchmark", "frames/s and stage ms with one face and with five"),
+    "cameras": ("app.cameras", "the camera indices that open"),
+}
+# what the dynamic loader says when a system library is missing (OpenCV needs libGL, …)
+NO_LIBRARY = re.compile(r"(lib[\w.+-]+\.so[.\d]*): cannot open shared object file")
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] and argv[0] in VERBS:
-        return import_module(VERBS[argv[0]]).main(argv[1:])
-    return import_module("app.launch").main(argv)
+    try:
+        if argv[:1] and argv[0] in VERBS:
+            return import_module(VERBS[argv[0]][0]).main(argv[1:])
+        return import_module("app.launch").main(argv)
+    except ImportError as error:
+        found = NO_LIBRARY.search(str(error))
+        if not found:
+            raise
+        from app.display import install_hint
+
+        print(f"error: this machine lacks the system library {found.group(1)}; install with "
+              f"`{install_hint([found.group(1)])}` (Debian/Ubuntu)", file=sys.stderr)  # fmt: skip
+        return 2
+
+
+def run() -> None:
+    """The `fer-desktop` console command."""
+    sys.exit(main(sys.argv[1:]))
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run()

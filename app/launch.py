@@ -8,16 +8,24 @@ labelled demo source, saying so. `--frames N` closes the window after N frames (
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from fer_core.capture import list_cameras
+from app.display import forget_opencv_qt
+from app.display import problem as display_problem
+from fer_core.capture import SourceError, list_cameras, open_source
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m app", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    from app.__main__ import VERBS
+
+    verbs = "\n".join(f"  {verb:<10} {what}" for verb, (_, what) in VERBS.items())
+    p = argparse.ArgumentParser(
+        prog="python -m app",
+        description=__doc__,
+        epilog=f"other commands (`python -m app VERB --help`):\n{verbs}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--source", help="a video file, a folder of images, a camera index, or 'demo'")
     p.add_argument("--model", help="model package name or folder (default: the last one used)")
     p.add_argument("--settings", help="an INI file to keep the settings in (default: the user's)")
@@ -29,12 +37,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def check_source(spec: str) -> str | None:
-    """An error message for a `--source` that cannot be what it claims, else None."""
-    if spec == "demo" or spec.isdigit() or spec.startswith("camera:"):
+    """An error message for a `--source` that cannot be opened or gives no frame, else None
+    (tried before the window opens: a window waiting for frames that never come would
+    wait forever)."""
+    if spec == "demo":
         return None
-    if not Path(spec).exists():
+    camera = spec.isdigit() or spec.startswith("camera:")
+    if not camera and not Path(spec).exists():
         return f"{spec}: no such file or folder (expected a video, a folder of images, a camera "
         "index such as 0, or 'demo')"
+    try:
+        with open_source(f"camera:{spec}" if spec.isdigit() else spec) as source:
+            if not camera and source.read() is None:
+                return f"{spec}: no frame could be decoded (expected a video OpenCV's FFmpeg "
+                "reads, e.g. MP4/H.264, AVI/MJPG, MKV, WebM)"
+    except SourceError as error:
+        return str(error)
     return None
 
 
@@ -46,14 +64,9 @@ def main(argv: list[str]) -> int:
     if args.screenshot and not args.frames:
         print("error: --screenshot needs --frames N (when to take it)", file=sys.stderr)
         return 2
-    if not (os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY")
-            or os.environ.get("WAYLAND_DISPLAY")):  # fmt: skip
-        print(
-            "error: no display here (neither DISPLAY nor WAYLAND_DISPLAY is set). Run the window "
-            "on a desktop, under `xvfb-run`, or with QT_QPA_PLATFORM=offscreen; for videos "
-            "without a window use `python -m app analyze VIDEO --out A.mp4 --csv F.csv`",
-            file=sys.stderr,
-        )
+    forget_opencv_qt()
+    if cannot := display_problem():
+        print(f"error: {cannot}", file=sys.stderr)
         return 2
     source = f"camera:{args.source}" if args.source and args.source.isdigit() else args.source
 

@@ -189,7 +189,7 @@ class Pipeline(QThread):
                 recording = self._process(frame, latest, view, recording, rate)
         finally:
             if recording is not None:
-                recording.close()
+                self._finish(recording)
             if latest is not None:
                 latest.close()
             if self.recognizer is not None:
@@ -205,8 +205,8 @@ class Pipeline(QThread):
             try:
                 recording.write(picture, result)
             except OSError as error:
-                self.event.emit("error", f"recording stopped: {error}")
-                recording.close()
+                self.event.emit("error", f"recording stopped, nothing kept: {error}")
+                recording.discard()
                 recording = None
                 self.recording_changed.emit(None)
         shown = Shown(picture, result, self.labels, latest.source.name, rate.tick(),
@@ -260,9 +260,15 @@ class Pipeline(QThread):
         self.source_opened.emit(source.name)
         return LatestFrame(source)
 
+    def _finish(self, recording: Recording) -> None:
+        try:
+            recording.close()
+        except OSError as error:
+            self.event.emit("error", f"recording not kept: {error}")
+
     def _record(self, folder, recording, latest) -> Recording | None:
         if recording is not None:
-            recording.close()
+            self._finish(recording)
             self.recording_changed.emit(None)
         if folder is None:
             return None

@@ -44,12 +44,18 @@ from fer_core.recording import write_png
 from fer_core.results import FaceResult
 from fer_core.timeline import Timeline
 from fer_core.track import SMOOTHERS, TrackerOptions
-from fer_core.zoo import default_package, list_packages
+from fer_core.zoo import DEFAULT_FILE, MODELS_DIR, usable_packages
 
 DEMO = "demo"
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v);;All files (*)"
 STAGES = ("detect", "landmarks", "align", "classify", "track", "draw")
 STATUS_EVERY_S = 0.25  # the status bar text changes at most this often (readable, cheap)
+
+
+def default_name(models_dir: Path) -> str:
+    """The package `DEFAULT` names ("" when there is no such file): checked by the caller."""
+    marker = models_dir / DEFAULT_FILE
+    return marker.read_text().strip() if marker.is_file() else ""
 
 
 def source_factory(spec: str) -> Callable[[], Source]:
@@ -65,8 +71,10 @@ class MainWindow(QMainWindow):
         source: str | None = None,
         cameras: list[int] | None = None,
         model: str | None = None,
+        models_dir: Path = MODELS_DIR,
     ):
         super().__init__()
+        self.models_dir = models_dir
         self.setWindowTitle("FER desktop")
         self.store = store
         self.settings = AppSettings.load(store)
@@ -212,14 +220,21 @@ class MainWindow(QMainWindow):
         form.addRow("Source", self.source_box)
 
         self.model_box = QComboBox()
-        self.packages = {package.name: package for package in list_packages()}
+        packages, skipped = usable_packages(self.models_dir)
+        self.packages = {package.name: package for package in packages}
         for name in self.packages:
             self.model_box.addItem(name, name)
-        wanted = s.model or default_package().name
+        wanted = s.model or default_name(self.models_dir)
         self._select_data(self.model_box, wanted)
-        if self.model_box.currentData() != wanted:
-            self.say(f"model package {wanted!r} is not installed; using "
-                     f"{self.model_box.currentData()}")  # fmt: skip
+        notes = [f"skipped a model package: {line}" for line in skipped]
+        if not self.packages:
+            notes.append(f"no usable model package in {self.models_dir}: nothing can be "
+                         "recognised until one is installed")  # fmt: skip
+        elif self.model_box.currentData() != wanted:
+            notes.append(f"model package {wanted!r} is not installed or not usable; using "
+                         f"{self.model_box.currentData()}")  # fmt: skip
+        if notes:
+            self.say("\n".join(notes))
         self.model_box.currentIndexChanged.connect(self._model_picked)
         form.addRow("Model", self.model_box)
         self.backend_box = QComboBox()
@@ -290,8 +305,9 @@ class MainWindow(QMainWindow):
     # ---- options -----------------------------------------------------------------------------
     def recognizer_options(self) -> RecognizerOptions:
         s = self.settings
+        package = self.packages.get(s.model) if hasattr(self, "packages") else None
         return RecognizerOptions(
-            model=s.model or None,
+            model=package.path if package else None,
             backend=s.backend,
             device=s.device,
             faces=FaceOptions(detector=s.detector, landmarks=s.landmarks),
@@ -300,7 +316,8 @@ class MainWindow(QMainWindow):
 
     def _fill_backends(self) -> None:
         """The backends (and their devices) the chosen package can run on here."""
-        self._backends = backend_devices(self.packages[self.model_box.currentData()])
+        package = self.packages.get(self.model_box.currentData())
+        self._backends = backend_devices(package) if package else {"onnxruntime": ["cpu"]}
         self._refill(self.backend_box, self._backends, self.settings.backend)
         self._fill_devices()
 
@@ -540,3 +557,4 @@ def run_for(window: MainWindow, frames: int, screenshot: str | None, done: Calla
 
     window.on_frame = lambda count: finish() if count >= frames else None
     window.pipeline.source_ended.connect(finish)
+    window.pipeline.source_failed.connect(finish)

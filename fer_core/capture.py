@@ -14,10 +14,12 @@ consumer sees the present instead of a growing queue (live use); the headless an
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,20 @@ import numpy as np
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # a video read that fails is retried this many times (skipping the frame) before the video ends
 VIDEO_SKIP_TRIES = 3
+
+
+@contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """OpenCV's and FFmpeg's own log lines while a capture opens ("moov atom not found",
+    a warning per backend tried for an absent camera): the SourceError that follows says it
+    once, in words. OPENCV_FFMPEG_LOGLEVEL is read when FFmpeg is first used."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 class SourceError(RuntimeError):
@@ -81,7 +97,8 @@ class VideoSource(Source):
         super().__init__(str(path))
         if not path.is_file():
             raise SourceError(f"{path}: no such video file")
-        self.capture = cv2.VideoCapture(str(path))
+        with opencv_quiet():
+            self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             self.capture.release()
             raise SourceError(
@@ -179,7 +196,8 @@ class CameraSource(Source):
         self.failures = 0
 
     def _open(self) -> cv2.VideoCapture | None:
-        capture = cv2.VideoCapture(self.device)
+        with opencv_quiet():
+            capture = cv2.VideoCapture(self.device)
         if not capture.isOpened():
             capture.release()
             return None
@@ -232,9 +250,7 @@ def list_cameras(max_index: int = 8) -> list[int]:
     """The camera indices that open and deliver a frame (probed with OpenCV's log silenced:
     every absent index would print several warnings)."""
     found = []
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
+    with opencv_quiet():
         for index in range(max_index):
             capture = cv2.VideoCapture(index)
             try:
@@ -242,8 +258,6 @@ def list_cameras(max_index: int = 8) -> list[int]:
                     found.append(index)
             finally:
                 capture.release()
-    finally:
-        cv2.utils.logging.setLogLevel(level)
     return found
 
 

@@ -27,11 +27,23 @@ def _demo_face() -> np.ndarray:
     return face
 
 
+FACE_WIDTH = 112 / 210  # the face's box (MediaPipe) as a fraction of the photo's width
+
+
 @functools.cache
-def _layout(faces: int, size: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The face scaled to its grid cell, and each copy's top-left corner before the drift."""
+def _layout(
+    faces: int, size: tuple[int, int], face_width: int | None = None
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The face scaled to its grid cell (or to `face_width` pixels, in one row side by side,
+    like a group in front of a camera), and each copy's top-left corner before the drift."""
     face = _demo_face()
     w, h = size
+    if face_width:
+        tw = round(face_width / FACE_WIDTH)
+        th = round(tw * face.shape[0] / face.shape[1])
+        cell = w // faces
+        corners = [(max(0, k * cell + (cell - tw) // 2), (h - th) // 2) for k in range(faces)]
+        return cv2.resize(face, (tw, th), interpolation=cv2.INTER_AREA), corners
     cols = math.ceil(math.sqrt(faces))
     rows = math.ceil(faces / cols)
     cell_w, cell_h = w // cols, h // rows
@@ -40,14 +52,23 @@ def _layout(faces: int, size: tuple[int, int]) -> tuple[np.ndarray, list[tuple[i
     return tile, [((k % cols) * cell_w + 10, (k // cols) * cell_h + 10) for k in range(faces)]
 
 
-def demo_frame(i: int, faces: int = 1, size: tuple[int, int] = (640, 480), label: bool = True):
-    """Frame `i`: `faces` copies of the face on a grid, drifting right for 20 frames and back."""
+def demo_frame(
+    i: int,
+    faces: int = 1,
+    size: tuple[int, int] = (640, 480),
+    label: bool = True,
+    face_width: int | None = None,
+):
+    """Frame `i`: `faces` copies of the face on a grid (or in a row of `face_width`-pixel
+    faces), drifting right for 20 frames and back, as far as the frame leaves room."""
     w, h = size
-    tile, corners = _layout(faces, size)
+    tile, corners = _layout(faces, size, face_width)
     canvas = np.full((h, w, 3), 110, np.uint8)
-    drift = 3 * min(i % 40, 40 - i % 40)
+    room = max(0, w - max(x for x, _ in corners) - tile.shape[1])
+    drift = min(room, 3 * min(i % 40, 40 - i % 40))
     for x, y in corners:
-        canvas[y : y + tile.shape[0], x + drift : x + drift + tile.shape[1]] = tile
+        part = tile[: h - y, : w - x - drift]
+        canvas[y : y + part.shape[0], x + drift : x + drift + part.shape[1]] = part
     if label:
         cv2.putText(canvas, LABEL, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
     return canvas
@@ -77,13 +98,19 @@ class DemoSource(Source):
         self.stopping = True
 
 
-def write_demo_video(path: str | Path, frames: int, faces: int = 1, fps: float = 25.0) -> Path:
+def write_demo_video(
+    path: str | Path,
+    frames: int,
+    faces: int = 1,
+    fps: float = 25.0,
+    face_width: int | None = None,
+) -> Path:
     """The demo frames as an MJPG AVI (what the tests and the benchmark analyse)."""
     path = Path(path)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
     if not writer.isOpened():
         raise OSError(f"{path}: cannot write a video here")
     for i in range(frames):
-        writer.write(demo_frame(i, faces, label=False))
+        writer.write(demo_frame(i, faces, label=False, face_width=face_width))
     writer.release()
     return path

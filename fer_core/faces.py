@@ -12,7 +12,11 @@ the stored square and how far apart the eyes are, as fractions of the side.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +50,9 @@ DETECTOR_FULL = VendoredFile(
     "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
     "mediapipe==0.10.21 (mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite)",
 )
-# short range: faces near the camera (a face at least ~1/5 of the frame), about 2-3 ms at
-# 640×480 on 2 cores; full range: faces down to ~60 px in a 640-px frame (a group, a room),
-# several times slower
-DETECTORS = {"short": DETECTOR, "full": DETECTOR_FULL}
+# full range: faces from about 45 px in a 640×480 frame up to close-ups, about 5.6 ms on
+# 2 cores; short range: only faces near the camera (at least ~100 px), about 2.4 ms
+DETECTORS = {"full": DETECTOR_FULL, "short": DETECTOR}
 LANDMARKER = VendoredFile(
     "face_landmarker.task",
     "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
@@ -57,7 +60,43 @@ LANDMARKER = VendoredFile(
 )
 
 
+# MediaPipe's 52 blendshape scores, in the order FaceLandmarker gives them
+BLENDSHAPES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
+    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
+    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
+    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
+    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight",
+)  # fmt: skip
 LANDMARK_SIDE = 256  # pixels of the square the landmarker sees around each face
+
+
+@contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """MediaPipe's C++ (LiteRT) writes INFO lines, one warning per sparse tensor of the
+    full-range detector and a memory-alignment note straight to the process's stderr while
+    models load and on their first run: nothing a user can act on. Meanwhile fd 2 points at
+    /dev/null; FER_NATIVE_LOGS=1 keeps them (for a bug report)."""
+    if os.environ.get("FER_NATIVE_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class FaceModelError(RuntimeError):
@@ -98,7 +137,9 @@ FRAMINGS = {
 
 @dataclass(frozen=True)
 class FaceOptions:
-    detector: str = "short"  # a key of DETECTORS
+    # full range finds faces from ~40 px (a group, a room) to close-ups; short range only
+    # faces that fill a fifth of the frame or more, about 2.5 ms faster
+    detector: str = "full"  # a key of DETECTORS
     max_faces: int = 5
     min_detection: float = 0.5  # detector confidence
     landmarks: bool = False  # run the FaceLandmarker too (478 points)
@@ -129,23 +170,30 @@ class FaceFinder:
                 f"face detector {self.options.detector!r}: expected one of {', '.join(DETECTORS)}"
             )
         model = verified_path(DETECTORS[self.options.detector], folder)
-        self.detector = vision.FaceDetector.create_from_options(
-            vision.FaceDetectorOptions(
-                base_options=BaseOptions(model_asset_path=str(model)),
-                min_detection_confidence=self.options.min_detection,
-            )
-        )
-        self.landmarker = None
+        landmarker = None
         if self.options.landmarks or self.options.blendshapes:
-            self.landmarker = vision.FaceLandmarker.create_from_options(
-                vision.FaceLandmarkerOptions(
-                    base_options=BaseOptions(
-                        model_asset_path=str(verified_path(LANDMARKER, folder))
-                    ),
-                    num_faces=1,  # it runs on one face's crop at a time
-                    output_face_blendshapes=self.options.blendshapes,
+            landmarker = verified_path(LANDMARKER, folder)
+        with quiet_native_logs():
+            self.detector = vision.FaceDetector.create_from_options(
+                vision.FaceDetectorOptions(
+                    base_options=BaseOptions(model_asset_path=str(model)),
+                    min_detection_confidence=self.options.min_detection,
                 )
             )
+            self.landmarker = None
+            if landmarker is not None:
+                self.landmarker = vision.FaceLandmarker.create_from_options(
+                    vision.FaceLandmarkerOptions(
+                        base_options=BaseOptions(model_asset_path=str(landmarker)),
+                        num_faces=1,  # it runs on one face's crop at a time
+                        output_face_blendshapes=self.options.blendshapes,
+                    )
+                )
+            # the first run logs too (and is slow): done now, on a blank picture
+            blank = np.zeros((LANDMARK_SIDE, LANDMARK_SIDE, 3), np.uint8)
+            self.detector.detect(self._picture(blank))
+            if self.landmarker is not None:
+                self.landmarker.detect(self._picture(blank))
 
     def _picture(self, rgb: np.ndarray):
         """An RGB uint8 array as the image MediaPipe's tasks take."""
@@ -198,9 +246,10 @@ class FaceFinder:
         return Face(face.box, face.score, face.eyes, points / scale + corner, shapes)
 
     def close(self) -> None:
-        self.detector.close()
-        if self.landmarker is not None:
-            self.landmarker.close()
+        with quiet_native_logs():
+            self.detector.close()
+            if self.landmarker is not None:
+                self.landmarker.close()
 
     def __enter__(self) -> FaceFinder:
         return self

@@ -20,7 +20,7 @@ from fer_core.classify import Classifier
 from fer_core.faces import FaceFinder, FaceOptions
 from fer_core.results import FaceResult, FrameResult
 from fer_core.track import Tracker, TrackerOptions
-from fer_core.zoo import default_package
+from fer_core.zoo import CARD, PackageError, default_package, load_package
 
 
 @dataclass(frozen=True)
@@ -28,19 +28,41 @@ class RecognizerOptions:
     model: str | Path | None = None  # a package name in assets/models or a folder; None: default
     backend: str = "onnxruntime"
     device: str = "cpu"  # or "cuda" with the torch backend
-    precision: str = "fp32"  # or "int8" where the package has it
-    threads: int = 1  # classifier threads
+    # auto: int8 on onnxruntime where the package has it (about 3× faster a face than fp32,
+    # top-1 within 0.1 point on FER2013 PrivateTest for the shipped package), else fp32
+    precision: str = "auto"
+    # classifier threads: on 2 cores an int8 face takes 0.6 ms on two, 1.5 ms on one (the
+    # detector runs on one thread, so the engine's stages never compete for the cores)
+    threads: int = 2
     faces: FaceOptions = field(default_factory=FaceOptions)
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
+
+
+def _check_classes(classifier: Classifier) -> None:
+    """One blank face through the model now: a card whose labels do not match the model's
+    outputs fails here, naming both, not in the middle of a video."""
+    h, w = classifier.preprocess.size
+    classes = classifier.logits(np.zeros((1, h, w, 3), np.uint8)).shape[1]
+    if classes != len(classifier.labels):
+        package = classifier.package
+        raise PackageError(
+            f"{package.path / CARD}: lists {len(classifier.labels)} labels but the model outputs "
+            f"{classes} classes; the card does not belong to this model (re-export the package)"
+        )
 
 
 class Recognizer:
     def __init__(self, options: RecognizerOptions | None = None):
         self.options = options or RecognizerOptions()
         o = self.options
-        model = o.model if o.model is not None else default_package()
-        self.classifier = Classifier(model, o.backend, o.precision, o.threads, o.device)
+        package = load_package(o.model) if o.model is not None else default_package()
+        precision = o.precision
+        if precision == "auto":
+            int8 = o.backend == "onnxruntime" and package.has("int8")
+            precision = "int8" if int8 else "fp32"
+        self.classifier = Classifier(package, o.backend, precision, o.threads, o.device)
         self.labels = self.classifier.labels
+        _check_classes(self.classifier)
         self.finder = FaceFinder(o.faces)
         self.tracker = Tracker(self.labels, o.tracker)
 

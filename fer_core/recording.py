@@ -1,7 +1,8 @@
 """Writing what the engine saw: the annotated video (`AnnotatedVideo`) and, for the app's
 record button, the video and the face rows together (`Recording`). Both write under a
 `.partial` name and take the final name only when closed without an error, so an interrupted
-recording never leaves a truncated file under the name people open."""
+recording never leaves a truncated file under the name people open; a failed one leaves
+nothing."""
 
 from __future__ import annotations
 
@@ -11,32 +12,34 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_core.capture import opencv_quiet
+from fer_core.outputs import partial_name, write_bytes
 from fer_core.results import FaceLog, FrameResult
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     """`image` (BGR) as a PNG, written whole under a temporary name and then renamed."""
-    path = Path(path)
     ok, data = cv2.imencode(".png", image)
     if not ok:
         raise OSError(f"{path}: the picture could not be encoded as PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data.tobytes())
-    os.replace(partial, path)
-    return path
+    return write_bytes(path, data.tobytes())
 
 
 class AnnotatedVideo:
     """An MP4 (MPEG-4 part 2) written to `<name>.partial.mp4` and renamed when complete; the
-    size comes from the first frame."""
+    size comes from the first frame.
+
+    OpenCV's writer reports no write errors (a full disk gives a short, unplayable file), so
+    the finished file is opened again and must hold every frame written."""
 
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        self.target = self.path.resolve()  # a symlink's file is written, the link stays
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = partial_name(self.target.with_suffix(self.target.suffix or ".mp4"))
         self.fps = fps or 25.0
         self.writer: cv2.VideoWriter | None = None
+        self.frames = 0
 
     def write(self, picture: np.ndarray) -> None:
         if self.writer is None:
@@ -44,15 +47,36 @@ class AnnotatedVideo:
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")
             self.writer = cv2.VideoWriter(str(self.partial), fourcc, self.fps, (w, h))
             if not self.writer.isOpened():
+                self.discard()
                 raise OSError(f"{self.path}: cannot write a video here (expected a writable .mp4)")
-        self.writer.write(picture)
+        with opencv_quiet():  # a failed write logs a line per frame; close() says it once
+            self.writer.write(picture)
+        self.frames += 1
 
     def close(self, complete: bool = True) -> None:
+        """Finish the file; `complete=False` (an error, an interruption) removes it."""
+        if self.writer is None:
+            return
+        with opencv_quiet():
+            self.writer.release()
+        self.writer = None
+        if not complete:
+            self.discard()
+            return
+        written = _frame_count(self.partial)
+        if written != self.frames:
+            self.discard()
+            raise OSError(
+                f"{self.path}: the video could not be written whole ({written} of {self.frames} "
+                "frames readable back; is the disk full?); nothing was kept"
+            )
+        os.replace(self.partial, self.target)
+
+    def discard(self) -> None:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-            if complete:
-                os.replace(self.partial, self.path)
+        self.partial.unlink(missing_ok=True)
 
     def __enter__(self) -> AnnotatedVideo:
         return self
@@ -61,14 +85,32 @@ class AnnotatedVideo:
         self.close(complete=exc_type is None)
 
 
+def _frame_count(path: Path) -> int:
+    """Frames a finished video file declares (0 when it cannot be opened)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+
+
 class Recording:
     """`<stem>.mp4` (the annotated frames) and `<stem>.csv` (every face of every recorded
     frame, the `analyze` columns) in `folder`."""
 
-    def __init__(self, folder: str | Path, stem: str, labels: list[str], fps: float):
+    def __init__(
+        self,
+        folder: str | Path,
+        stem: str,
+        labels: list[str],
+        fps: float,
+        blendshapes: bool = False,
+    ):
         folder = Path(folder)
         self.video = AnnotatedVideo(folder / f"{stem}.mp4", fps)
-        self.log = FaceLog(folder / f"{stem}.csv", labels)
+        self.log = FaceLog(folder / f"{stem}.csv", labels, blendshapes=blendshapes)
         self.paths = (self.video.path, self.log.path)
 
     def write(self, picture: np.ndarray, result: FrameResult) -> None:
@@ -76,5 +118,14 @@ class Recording:
         self.log.write(result)
 
     def close(self) -> None:
-        self.video.close()
+        """Both files complete, or neither kept (the error is raised)."""
+        try:
+            self.video.close()
+        except OSError:
+            self.log.discard()
+            raise
         self.log.close()
+
+    def discard(self) -> None:
+        self.video.discard()
+        self.log.discard()

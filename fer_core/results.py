@@ -2,8 +2,9 @@
 
 Also the one flat form every front end writes (the headless `analyze` CSV / JSON lines, the
 app's recording): one row per face per frame with the columns `frame, time_s, face_id, x, y, w,
-h, label, score` and then `p_<label>` per class in the model's order. Frames without faces
-give no row.
+h, label, score` and then `p_<label>` per class in the model's order, optionally followed by
+MediaPipe's 52 blendshape scores as `bs_<name>` (empty where the landmarker found no face in
+the box). Frames without faces give no row.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fer_core.faces import BLENDSHAPES
+from fer_core.outputs import OutputFile, write_failed
 
 BASE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score")
 
@@ -45,12 +48,15 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)  # stage → milliseconds
 
 
-def columns(labels: Sequence[str]) -> list[str]:
-    return [*BASE_COLUMNS, *(f"p_{label.lower()}" for label in labels)]
+def columns(labels: Sequence[str], blendshapes: bool = False) -> list[str]:
+    shapes = [f"bs_{name}" for name in BLENDSHAPES] if blendshapes else []
+    return [*BASE_COLUMNS, *(f"p_{label.lower()}" for label in labels), *shapes]
 
 
-def rows(frame: FrameResult, labels: Sequence[str]) -> list[dict[str, Any]]:
-    """The frame's faces as flat records, keyed by `columns(labels)`."""
+def rows(
+    frame: FrameResult, labels: Sequence[str], blendshapes: bool = False
+) -> list[dict[str, Any]]:
+    """The frame's faces as flat records, keyed by `columns(labels, blendshapes)`."""
     out = []
     for face in frame.faces:
         x, y, w, h = (int(v) for v in face.box)
@@ -67,6 +73,11 @@ def rows(frame: FrameResult, labels: Sequence[str]) -> list[dict[str, Any]]:
         }
         for label in labels:
             row[f"p_{label.lower()}"] = round(float(face.probs[label]), 5)
+        if blendshapes:
+            scores = face.blendshapes or {}
+            for name in BLENDSHAPES:
+                score = scores.get(name)
+                row[f"bs_{name}"] = None if score is None else round(score, 5)
         out.append(row)
     return out
 
@@ -75,43 +86,66 @@ class FaceLog:
     """Writes face rows as CSV (`.csv`) or JSON lines (any other suffix, e.g. `.jsonl`).
 
     Rows go to `<path>.partial` and the file takes its name only on `close()`, so an
-    interrupted run never leaves a truncated file under the final name (the partial file
-    stays beside it, for inspection)."""
+    interrupted or failed run never leaves a truncated file under the final name; `discard()`
+    (and leaving a `with` block by an error) removes the partial file. Devices and FIFOs are
+    written through (`fer_core.outputs`)."""
 
-    def __init__(self, path: str | Path, labels: Sequence[str], fmt: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        labels: Sequence[str],
+        fmt: str | None = None,
+        blendshapes: bool = False,
+    ):
         self.path = Path(path)
         self.labels = list(labels)
+        self.blendshapes = blendshapes
         self.format = fmt or ("csv" if self.path.suffix.lower() == ".csv" else "jsonl")
         if self.format not in ("csv", "jsonl"):
             raise ValueError(f"{self.path}: face log format {self.format!r}, expected csv or jsonl")
-        self.partial = self.path.with_name(self.path.name + ".partial")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: io.TextIOWrapper | None = open(self.partial, "w", newline="")  # noqa: SIM115
+        self.out = OutputFile(self.path)
+        self.partial = self.out.partial
+        self._file: io.TextIOWrapper | None = io.TextIOWrapper(
+            self.out.stream, encoding="utf-8", newline="", write_through=False
+        )
         self._csv = None
         if self.format == "csv":
-            self._csv = csv.DictWriter(self._file, fieldnames=columns(self.labels))
+            self._csv = csv.DictWriter(self._file, fieldnames=columns(self.labels, blendshapes))
             self._csv.writeheader()
         self.count = 0
 
     def write(self, frame: FrameResult) -> None:
         if self._file is None:
             raise ValueError(f"{self.path}: the face log is closed")
-        for row in rows(frame, self.labels):
-            if self._csv is not None:
-                self._csv.writerow(row)
-            else:
-                self._file.write(json.dumps(row) + "\n")
-            self.count += 1
+        try:
+            for row in rows(frame, self.labels, self.blendshapes):
+                if self._csv is not None:
+                    self._csv.writerow(row)
+                else:
+                    self._file.write(json.dumps(row) + "\n")
+                self.count += 1
+        except OSError as error:
+            self.discard()
+            raise write_failed(self.path, error) from None
 
     def close(self) -> None:
-        """Flush to disk and give the file its final name."""
+        """Flush to disk and give the file its final name (a full disk raises OSError)."""
         if self._file is None:
             return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
-        os.replace(self.partial, self.path)
+        file, self._file = self._file, None
+        try:
+            file.flush()
+        except OSError as error:
+            self.out.discard()
+            raise write_failed(self.path, error) from None
+        file.detach()
+        self.out.commit()
+
+    def discard(self) -> None:
+        """Drop the partial file (the run failed or was interrupted)."""
+        if self._file is not None:
+            self.out.discard()  # closes the file under the text layer: nothing more is flushed
+            self._file = None
 
     def __enter__(self) -> FaceLog:
         return self
@@ -119,6 +153,5 @@ class FaceLog:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        elif self._file is not None:
-            self._file.close()  # keep `.partial`: what was written before the error
-            self._file = None
+        else:
+            self.discard()

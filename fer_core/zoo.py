@@ -135,7 +135,13 @@ def open_session(path: str | Path, threads: int = 0):
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types, all of them Exception
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PackageError(
+            f"{path}: onnxruntime cannot load this model ({reason}); re-export the package"
+        ) from None
 
 
 def sha256(path: Path) -> str:
@@ -162,6 +168,18 @@ def load_package(name_or_path: str | Path, models_dir: Path = MODELS_DIR) -> Mod
     except json.JSONDecodeError as err:
         raise PackageError(f"{card_path}: line {err.lineno}: not valid JSON ({err.msg})") from None
     return ModelPackage(path, ModelCard.from_dict(data, str(card_path)))
+
+
+def usable_packages(models_dir: Path = MODELS_DIR) -> tuple[list[ModelPackage], list[str]]:
+    """The packages whose cards load, and one line for each package folder skipped."""
+    packages, skipped = [], []
+    for folder in sorted(models_dir.iterdir()) if models_dir.is_dir() else ():
+        if (folder / CARD).is_file():
+            try:
+                packages.append(load_package(folder))
+            except PackageError as error:
+                skipped.append(str(error))
+    return packages, skipped
 
 
 def list_packages(models_dir: Path = MODELS_DIR) -> list[ModelPackage]:

@@ -1,15 +1,25 @@
 """`python -m app analyze` on a composed real-face video: the annotated MP4, the CSV and JSON
-rows (none for frames without a face), and a clear error on an unreadable input."""
+rows (none for frames without a face), blendshape columns, a folder of images, and every bad
+output or input giving one line, status 2 and no lost or partial file."""
 
 import csv
 import json
+import os
+import re
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 from app.__main__ import main
-from fer_core.demo import write_demo_video
+from fer_core.demo import demo_frame, write_demo_video
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +85,15 @@ def test_analyze_needs_something_to_write(video):
     assert exit_.value.code == 2
 
 
-def test_benchmark_prints_both_cases(capsys):
+def test_benchmark_prints_every_case_with_the_share_of_faces_found(capsys):
     assert main(["benchmark", "--frames", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["faces", "detector", "frames/s"]
-    assert [line.split()[:2] for line in lines[1:3]] == [["1", "short"], ["5", "full"]]
-    assert [int(line.split()[3]) for line in lines[1:3]] == [4, 20]  # every face of every frame
+    assert lines[0].split()[:3] == ["faces", "found", "frames/s"]
+    scenes = [line.split("%")[0].rsplit(maxsplit=1) for line in lines[1:5]]
+    names = [s[0].strip() for s in scenes]
+    assert names == ["1 on a grid", "5 on a grid", "5 × 70 px", "5 × 45 px"]
+    # with the default settings every face of the near and the 70-px group is found
+    assert [float(s[1]) for s in scenes[:3]] == [100.0, 100.0, 100.0]
 
 
 def test_analyze_draws_the_emotion_timeline(video, tmp_path):
@@ -92,3 +105,109 @@ def test_analyze_draws_the_emotion_timeline(video, tmp_path):
     happy = np.all(image == (0, 200, 255), axis=2)
     rows = np.nonzero(happy[:, 50:890].any(axis=1))[0]
     assert len(rows) and rows.min() < 24 + 0.3 * 130
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def run_analyze(args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "app", "analyze", *map(str, args),
+                             "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+
+
+def test_a_full_disk_is_an_error_and_the_old_video_survives(video, tmp_path):
+    """The file-size limit makes writes past 300 kB fail as a full disk does."""
+    long_video = write_demo_video(tmp_path / "long.avi", 120)
+    out = tmp_path / "annotated.mp4"
+    out.write_bytes(b"yesterday's video")
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    run = run_analyze([long_video, "--out", out], preexec_fn=small_disk)
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "annotated.mp4" in stderr
+    assert "wrote" not in stdout
+    assert out.read_bytes() == b"yesterday's video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "long.avi"]
+
+
+def test_a_device_output_is_written_through_never_replaced(video, capsys):
+    assert main(["analyze", str(video), "--csv", "/dev/full", "--no-progress"]) == 2
+    assert "/dev/full" in one_line_error(capsys)
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert main(["analyze", str(video), "--json", "/dev/null", "--no-progress"]) == 0
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize(
+    "case", ["same file twice", "output is the input", "out is a folder", "read-only place"]
+)
+def test_outputs_that_cannot_be_written_are_refused_before_the_video(video, tmp_path, capsys,
+                                                                     case):  # fmt: skip
+    from tests.test_outputs import read_only_place
+
+    kept = tmp_path / "faces.csv"
+    kept.write_text("yesterday's rows")
+    flags = {
+        "same file twice": ["--csv", kept, "--json", kept],
+        "output is the input": ["--csv", video],
+        "out is a folder": ["--out", tmp_path, "--csv", kept],
+        "read-only place": ["--csv", kept, "--timeline", read_only_place(tmp_path) / "t.png"],
+    }[case]
+    started = time.perf_counter()
+    assert main(["analyze", str(video), *map(str, flags), "--no-progress"]) == 2
+    assert time.perf_counter() - started < 5  # no engine was started
+    assert re.match(r"error: --\w+ ", one_line_error(capsys))
+    assert kept.read_text() == "yesterday's rows"
+    assert not list(tmp_path.glob("*partial*")) and video.is_file()
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_nothing(tmp_path):
+    long_video = write_demo_video(tmp_path / "long.avi", 600)
+    out, rows = tmp_path / "a.mp4", tmp_path / "f.csv"
+    run = run_analyze([long_video, "--out", out, "--csv", rows])
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*partial*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 2
+    assert stderr.strip().splitlines() == [
+        "error: interrupted; no output written (nothing partial left)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.avi"]
+
+
+def test_a_folder_of_images_is_analysed_like_a_video(tmp_path, capsys):
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), demo_frame(i * 7, label=False))
+    rows_csv = tmp_path / "f.csv"
+    old = os.umask(0o022)
+    try:
+        assert main(["analyze", str(folder), "--csv", str(rows_csv), "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    with open(rows_csv, newline="") as f:
+        assert [r["frame"] for r in csv.DictReader(f)] == ["0", "1", "2"]
+    assert stat.S_IMODE(os.stat(rows_csv).st_mode) == 0o644
+
+
+def test_blendshapes_are_optional_columns(video, tmp_path):
+    rows_json = tmp_path / "f.jsonl"
+    assert main(["analyze", str(video), "--json", str(rows_json), "--blendshapes",
+                 "--no-progress"]) == 0  # fmt: skip
+    lines = [json.loads(line) for line in rows_json.read_text().splitlines()]
+    assert len(lines) == 10
+    shapes = {k: v for k, v in lines[-1].items() if k.startswith("bs_")}
+    assert len(shapes) == 52 and all(0 <= v <= 1 for v in shapes.values())
+    assert shapes["bs_mouthSmileLeft"] > 0.3 > shapes["bs_jawOpen"]  # she smiles, mouth closed

@@ -76,13 +76,30 @@ def test_json_lines_log_holds_the_same_rows(tmp_path):
     assert lines == [r for frame in FRAMES for r in rows(frame, LABELS)]
 
 
-def test_an_interrupted_log_keeps_its_partial_file_and_no_final_one(tmp_path):
+def test_an_interrupted_log_leaves_the_old_file_and_nothing_partial(tmp_path):
     path = tmp_path / "faces.csv"
+    path.write_text("yesterday's rows\n")
     with pytest.raises(RuntimeError), FaceLog(path, LABELS) as log:
         log.write(FRAMES[0])
         raise RuntimeError("stream broke")
-    assert not path.exists()
-    assert "Happy" in (tmp_path / "faces.csv.partial").read_text()
+    assert path.read_text() == "yesterday's rows\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.csv"]
+
+
+def test_blendshape_columns_follow_the_probabilities_and_stay_empty_without_scores(tmp_path):
+    from fer_core.faces import BLENDSHAPES
+
+    scored = FaceResult(1, (0, 0, 9, 9), {k: 1 / len(LABELS) for k in LABELS}, {}, "Happy",
+                        0.3, blendshapes={name: 0.25 for name in BLENDSHAPES})  # fmt: skip
+    bare = FaceResult(2, (9, 9, 9, 9), scored.probs, {}, "Happy", 0.3)
+    frame = FrameResult(0, 0.0, 64, 64, (scored, bare))
+    with FaceLog(tmp_path / "f.csv", LABELS, blendshapes=True) as log:
+        log.write(frame)
+    with open(tmp_path / "f.csv", newline="") as f:
+        header, first, second = list(csv.reader(f))
+    assert header == columns(LABELS, blendshapes=True)
+    assert header[-52:] == [f"bs_{name}" for name in BLENDSHAPES] and len(set(BLENDSHAPES)) == 52
+    assert first[-52:] == ["0.25"] * 52 and second[-52:] == [""] * 52
 
 
 def test_landmarks_and_blendshapes_are_optional():
