@@ -23,6 +23,7 @@ from app.window import MainWindow
 from fer_core.demo import write_demo_video
 from fer_core.results import columns
 from fer_core.track import UNCERTAIN
+from fer_core.zoo import default_package
 from tests.conftest import ROOT
 
 FRAMES = 150  # 6 s at 25 fps: long enough for every test below at the video's own pace
@@ -325,3 +326,23 @@ def test_qt_bindings_keep_reference_counts(qapp):
         emitter.fired.emit()
     assert abs(sys.getrefcount(None) - nones) < 50
     assert abs(sys.getrefcount(True) - trues) < 50
+
+
+def test_a_bad_package_or_a_missing_default_is_skipped_and_said(qtbot, store, face_video,
+                                                                 tmp_path):  # fmt: skip
+    models = tmp_path / "models"
+    shutil.copytree(default_package().path, models / "good")
+    (models / "broken").mkdir()
+    (models / "broken" / "card.json").write_text("{not json")
+    (models / "DEFAULT").write_text("gone\n")
+    window = MainWindow(store, str(face_video), cameras=[], models_dir=models)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        shown = wait_frames(qtbot, window, 3)
+        assert window.model_box.count() == 1 and window.model_box.currentData() == "vgg-fer-s"
+        said = window.banner_text.text()
+        assert "broken/card.json" in said and "'gone' is not installed" in said
+        assert shown.result.faces
+    finally:
+        window.close()
