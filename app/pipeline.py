@@ -89,6 +89,7 @@ class Pipeline(QThread):
         self._pending_source: Callable[[], Source] | None = None
         self._pending_options: RecognizerOptions | None = options
         self._pending_record: Path | bool | None = False  # False: no change; None: stop
+        self._pending_calibration: list[int | None] = []  # track ids to calibrate; None: clear
         self._shown: Shown | None = None
         self.recognizer: Recognizer | None = None  # owned by the pipeline thread
         self.labels: tuple[str, ...] = ()
@@ -133,6 +134,17 @@ class Pipeline(QThread):
             self._pending_record = Path(folder)
         self._wake.set()
 
+    def calibrate(self, track_id: int) -> None:
+        """Take this face's next frames as its neutral face."""
+        with self._lock:
+            self._pending_calibration.append(track_id)
+        self._wake.set()
+
+    def clear_calibration(self) -> None:
+        with self._lock:
+            self._pending_calibration.append(None)
+        self._wake.set()
+
     def stop_recording(self) -> None:
         with self._lock:
             self._pending_record = None
@@ -160,10 +172,13 @@ class Pipeline(QThread):
                     make, self._pending_source = self._pending_source, None
                     options, self._pending_options = self._pending_options, None
                     record, self._pending_record = self._pending_record, False
+                    calibrations, self._pending_calibration = self._pending_calibration, []
                     paused, view = self._paused, self._view
                 labels, before = self.labels, latest
                 if options is not None:
                     self._load(options)
+                if calibrations and self.recognizer is not None:
+                    self._calibrate(calibrations)
                 if make is not None:
                     latest = self._open(make, latest)
                 if recording is not None and (latest is not before or self.labels != labels):
@@ -260,6 +275,18 @@ class Pipeline(QThread):
         self.source_opened.emit(source.name)
         return LatestFrame(source)
 
+    def _calibrate(self, requests: list[int | None]) -> None:
+        calibration = self.recognizer.calibration
+        for track_id in requests:
+            try:
+                calibration.clear() if track_id is None else calibration.start(track_id)
+            except ValueError as error:
+                self.event.emit("error", str(error))
+                continue
+            frames = calibration.options.frames
+            self.event.emit("info", "calibration cleared" if track_id is None else
+                            f"face #{track_id}: hold a neutral face ({frames} frames)")  # fmt: skip
+
     def _finish(self, recording: Recording) -> None:
         try:
             recording.close()
@@ -275,7 +302,8 @@ class Pipeline(QThread):
         fps = latest.source.fps if latest is not None else 0.0  # 0: the writer's default
         stem = _free_stem(Path(folder), time.strftime("fer-%Y%m%d-%H%M%S"), ".mp4")
         try:
-            recording = Recording(folder, stem, list(self.labels), fps)
+            blendshapes = self._options.faces.blendshapes
+            recording = Recording(folder, stem, list(self.labels), fps, blendshapes)
         except OSError as error:
             self.event.emit("error", f"cannot record into {folder}: {error}")
             return None

@@ -22,11 +22,12 @@ class AppSettings:
     model: str = ""  # a package name; "" is the default package
     backend: str = "onnxruntime"
     device: str = "cpu"
-    detector: str = "short"
+    detector: str = "full"
     smoothing: str = "ema"
     threshold: float = 0.4
     landmarks: bool = False
     mirror: bool = False
+    blendshapes: bool = False  # MediaPipe's 52 scores in recordings' CSV
     output_folder: str = ""  # snapshots and recordings; "" is ~/Pictures/fer-desktop
     geometry: bytes = b""  # the window's, as Qt saves it
 

@@ -118,7 +118,10 @@ class ProbabilityPanel(QWidget):
             for bar in self.bars.values():
                 bar.setValue(0)
             return
-        self.title.setText(f"Face #{face.track_id}: {face.label} ({face.score:.0%})")
+        state = {None: "", 1.0: " · calibrated"}.get(face.calibration)
+        if state is None:
+            state = f" · calibrating {face.calibration:.0%}: hold a neutral face"
+        self.title.setText(f"Face #{face.track_id}: {face.label} ({face.score:.0%}){state}")
         for label, bar in self.bars.items():
             bar.setValue(round(100 * face.probs.get(label, 0.0)))
 

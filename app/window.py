@@ -188,13 +188,23 @@ class MainWindow(QMainWindow):
         self.act_landmarks = self._action("Show &landmarks", "L", self._landmarks, True)
         self.act_mirror = self._action("&Mirror view", "M", self._mirror, True)
         self.act_folder = self._action("Output &folder…", "", self.choose_folder)
+        self.act_calibrate = self._action("Calibrate &neutral face (selected)", "N",
+                                          self.calibrate)  # fmt: skip
+        self.act_calibrate.setToolTip("the selected face holds a neutral expression for 2-3 s; "
+                                      "its probabilities are corrected from then on")  # fmt: skip
+        self.act_uncalibrate = self._action("&Clear calibrations", "Shift+N",
+                                            self.pipeline.clear_calibration)  # fmt: skip
+        self.act_blendshapes = self._action("&Blendshapes in recordings", "", self._blendshapes,
+                                            True)  # fmt: skip
         self.act_quit = self._action("&Quit", "Ctrl+Q", self.close)
         self.act_landmarks.setChecked(s.landmarks)
         self.act_mirror.setChecked(s.mirror)
+        self.act_blendshapes.setChecked(s.blendshapes)
         menus = {
             "&File": [self.act_open_video, self.act_open_folder, None, self.act_snapshot,
                       self.act_record, self.act_folder, None, self.act_quit],
             "&View": [self.act_pause, self.act_landmarks, self.act_mirror],
+            "F&ace": [self.act_calibrate, self.act_uncalibrate, None, self.act_blendshapes],
         }  # fmt: skip
         for title, actions in menus.items():
             menu = self.menuBar().addMenu(title)
@@ -203,7 +213,7 @@ class MainWindow(QMainWindow):
         toolbar = QToolBar("Actions")
         toolbar.setObjectName("actions")
         for action in (self.act_open_video, self.act_open_folder, self.act_pause,
-                       self.act_snapshot, self.act_record):  # fmt: skip
+                       self.act_snapshot, self.act_record, self.act_calibrate):  # fmt: skip
             toolbar.addAction(action)
         self.addToolBar(toolbar)
 
@@ -259,8 +269,12 @@ class MainWindow(QMainWindow):
         form.addRow("Threshold", self.threshold_box)
         self.landmarks_box = self._check(self.act_landmarks)
         self.mirror_box = self._check(self.act_mirror)
+        self.blendshapes_box = self._check(self.act_blendshapes)
+        self.blendshapes_box.setToolTip("MediaPipe's 52 blendshape scores as bs_* columns of "
+                                        "the recording's CSV (about 10 ms a face)")  # fmt: skip
         form.addRow(self.landmarks_box)
         form.addRow(self.mirror_box)
+        form.addRow(self.blendshapes_box)
         for box in (self.detector_box, self.smoothing_box):
             box.currentIndexChanged.connect(self._options_changed)
 
@@ -310,7 +324,9 @@ class MainWindow(QMainWindow):
             model=package.path if package else None,
             backend=s.backend,
             device=s.device,
-            faces=FaceOptions(detector=s.detector, landmarks=s.landmarks),
+            faces=FaceOptions(
+                detector=s.detector, landmarks=s.landmarks, blendshapes=s.blendshapes
+            ),
             tracker=TrackerOptions(smoothing=s.smoothing, threshold=s.threshold),
         )
 
@@ -357,6 +373,19 @@ class MainWindow(QMainWindow):
         self.settings.landmarks = on
         self.pipeline.set_view(landmarks=on)
         self.pipeline.set_options(self.recognizer_options())  # the landmarker runs only if shown
+
+    def _blendshapes(self, on: bool) -> None:
+        self.settings.blendshapes = on
+        self.pipeline.set_options(self.recognizer_options())
+
+    def calibrate(self) -> None:
+        """The selected face (the largest, or the one clicked) as its neutral face."""
+        faces = self.current.result.faces if self.current else ()
+        face = self.selected_face(faces)
+        if face is None:
+            self.statusBar().showMessage("no face to calibrate", 5000)
+            return
+        self.pipeline.calibrate(face.track_id)
 
     def _mirror(self, on: bool) -> None:
         self.settings.mirror = on

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.calibration import NeutralCalibrator
 from fer_core.capture import Frame, Source, frames
 from fer_core.classify import Classifier
 from fer_core.faces import FaceFinder, FaceOptions
@@ -65,6 +66,11 @@ class Recognizer:
         _check_classes(self.classifier)
         self.finder = FaceFinder(o.faces)
         self.tracker = Tracker(self.labels, o.tracker)
+        self.calibration = NeutralCalibrator(self.labels)
+
+    def calibrate(self, track_id: int) -> None:
+        """Take this face's next frames as its neutral face (`fer_core.calibration`)."""
+        self.calibration.start(track_id)
 
     def process(self, image: np.ndarray, index: int = 0, time_s: float = 0.0) -> FrameResult:
         """One BGR frame → its faces, largest first, with smoothed labels and stage timings."""
@@ -73,7 +79,9 @@ class Recognizer:
         probs, classify_ms = self.classifier.classify(image, [f.eyes for f in faces])
         timings.update(classify_ms)
         t1 = time.perf_counter()
-        tracked = self.tracker.update(np.array([f.box for f in faces]).reshape(-1, 4), probs)
+        boxes = np.array([f.box for f in faces]).reshape(-1, 4)
+        tracked = self.tracker.update(boxes, probs, self.calibration.adjust)
+        self.calibration.keep_only(t.id for t in self.tracker.tracks)
         timings["track"] = (time.perf_counter() - t1) * 1e3
         results = tuple(
             FaceResult(
@@ -86,6 +94,7 @@ class Recognizer:
                 detection_score=f.score,
                 landmarks=f.landmarks,
                 blendshapes=f.blendshapes,
+                calibration=self.calibration.progress(t.track_id),
             )
             for f, p, t in zip(faces, probs, tracked, strict=True)
         )

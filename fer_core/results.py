@@ -36,6 +36,9 @@ class FaceResult:
     detection_score: float = 1.0
     landmarks: np.ndarray | None = None  # (points, 2) frame pixels, when the landmarker ran
     blendshapes: dict[str, float] | None = None  # MediaPipe's 52 scores, when available
+    # neutral calibration of this face: None none, below 1 collecting, 1 calibrated (`probs`
+    # are then corrected; `raw_probs` stay the model's own)
+    calibration: float | None = None
 
 
 @dataclass(frozen=True)

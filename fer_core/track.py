@@ -145,8 +145,15 @@ class Tracker:
         """Forget every track (a new source); ids keep counting up."""
         self.tracks = []
 
-    def update(self, boxes: np.ndarray, probs: np.ndarray) -> list[TrackedFace]:
-        """Match this frame's faces to the tracks, smooth, and label them (input order)."""
+    def update(
+        self,
+        boxes: np.ndarray,
+        probs: np.ndarray,
+        adjust: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    ) -> list[TrackedFace]:
+        """Match this frame's faces to the tracks, smooth, and label them (input order).
+        `adjust(track_id, probs)`, when given, corrects each face's probabilities before
+        they are smoothed (the neutral calibration)."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         probs = np.asarray(probs, dtype=np.float64).reshape(len(boxes), -1 if len(boxes) else 0)
         if len(boxes) and probs.shape[1] != len(self.labels):
@@ -169,7 +176,8 @@ class Tracker:
                 self.tracks.append(track)
             track.box, track.missing = box, 0
             track.age += 1
-            smoothed = track.smoother.update(probs[i])
+            face_probs = probs[i] if adjust is None else adjust(track.id, probs[i])
+            smoothed = track.smoother.update(face_probs)
             top = int(np.argmax(smoothed))
             score = float(smoothed[top])
             label = self.labels[top] if score >= self.options.threshold else UNCERTAIN

@@ -178,6 +178,37 @@ def test_recording_writes_a_playable_mp4_and_a_csv_of_every_face(qtbot, window, 
     assert all(abs(sum(float(r[f"p_{k}"]) for k in window.current.labels) - 1) < 1e-3 for r in rows)
 
 
+def test_calibrating_the_selected_face_corrects_its_reading(qtbot, window):
+    """The demo face smiles all along: taken as her neutral face, her smile reads neutral."""
+    wait_for(qtbot, window, lambda s: s.result.faces and s.result.faces[0].label == "happy")
+    window.act_calibrate.trigger()
+    wait_for(qtbot, window, lambda s: 0 <= (s.result.faces[0].calibration or -1) < 1)
+    assert "calibrating" in window.panel.title.text()
+    shown = wait_for(qtbot, window, lambda s: s.result.faces[0].calibration == 1.0, 30_000)
+    shown = wait_for(qtbot, window, lambda s: s.result.faces[0].label == "neutral")
+    assert shown.result.faces[0].raw_probs["happy"] > 0.5
+    assert "calibrated" in window.panel.title.text()
+    window.act_uncalibrate.trigger()
+    wait_for(qtbot, window, lambda s: s.result.faces[0].label == "happy", 30_000)
+
+
+def test_a_recording_with_blendshapes_has_their_columns(qtbot, window):
+    window.blendshapes_box.setChecked(True)
+    assert window.settings.blendshapes and window.pipeline.options.faces.blendshapes
+    wait_for(qtbot, window, lambda s: s.result.faces and s.result.faces[0].blendshapes)
+    window.act_record.setChecked(True)
+    qtbot.waitUntil(lambda: window.recording is not None, timeout=5_000)
+    _, csv_path = window.recording
+    wait_frames(qtbot, window, 5)
+    window.act_record.setChecked(False)
+    qtbot.waitUntil(csv_path.is_file, timeout=5_000)
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == columns(window.current.labels, blendshapes=True)
+    assert rows and all(0 <= float(r["bs_mouthSmileLeft"]) <= 1 for r in rows)
+
+
 def test_a_recording_ends_with_its_source(qtbot, store, tmp_path):
     short = write_demo_video(tmp_path / "short.avi", 30)
     window = MainWindow(store, str(short), cameras=[])
