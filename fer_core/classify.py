@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fer_core.faces import FRAMINGS, Framing, alignment, warp
+from fer_core.view import InputView
 from fer_core.zoo import (
     CARD,
     FILES,
@@ -36,30 +36,27 @@ DEFAULT_FRAMING = "fer2013"
 
 @dataclass(frozen=True)
 class Preprocess:
-    """A model card's input view, on faces in frames or on stored face squares."""
+    """A model card's input view applied to faces in frames or to stored face squares."""
 
-    size: tuple[int, int]  # H, W
-    channels: int
-    scale: float
-    mean: np.ndarray
-    std: np.ndarray
-    crop: float  # the centre fraction of the face square the network sees
+    view: InputView
     framing: Framing
-    tta: str
 
     @classmethod
     def from_card(cls, card: ModelCard) -> Preprocess:
         framing = card.crop.get("framing") or DEFAULT_FRAMING
-        return cls(
-            size=(int(card.input_size[0]), int(card.input_size[1])),
-            channels=card.channels,
-            scale=float(card.scale),
-            mean=np.asarray(card.mean, np.float32).reshape(1, -1, 1, 1),
-            std=np.asarray(card.std, np.float32).reshape(1, -1, 1, 1),
-            crop=float(card.crop.get("fraction", 1.0)),
-            framing=FRAMINGS.get(framing, FRAMINGS[DEFAULT_FRAMING]),
-            tta=card.tta,
-        )
+        return cls(InputView.from_card(card), FRAMINGS.get(framing, FRAMINGS[DEFAULT_FRAMING]))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.view.size, self.view.size
+
+    @property
+    def crop(self) -> float:
+        return self.view.crop
+
+    @property
+    def tta(self) -> str:
+        return self.view.tta
 
     def _sample(self, image: np.ndarray, to_unit: np.ndarray) -> np.ndarray:
         """The network-sized face, given the (continuous) map of `image` onto the unit face
@@ -87,18 +84,7 @@ class Preprocess:
 
     def tensor(self, faces: np.ndarray) -> np.ndarray:
         """uint8 N×H×W[×3] faces → the float32 N×C×H×W network input."""
-        if faces.ndim == 3:
-            faces = faces[..., None]
-        if self.channels == 1 and faces.shape[-1] == 3:
-            faces = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in faces])[..., None]
-        elif self.channels == 3:
-            faces = (
-                np.repeat(faces, 3, axis=-1)
-                if faces.shape[-1] == 1
-                else faces[..., ::-1]  # BGR → RGB, the order the trainer feeds
-            )
-        x = faces.transpose(0, 3, 1, 2).astype(np.float32) / self.scale
-        return np.ascontiguousarray((x - self.mean) / self.std)
+        return self.view.tensor(faces)
 
 
 def onnx_backend(package: ModelPackage, precision: str, threads: int, device: str) -> Callable:
@@ -216,10 +202,8 @@ class Classifier:
         """Network-sized uint8 faces → logits, averaged over the card's test-time views."""
         if not len(faces):
             return np.zeros((0, len(self.labels)), np.float32)
-        x = self.preprocess.tensor(faces)
-        if self.preprocess.tta == "flip":
-            return (self._forward(x) + self._forward(np.ascontiguousarray(x[..., ::-1]))) / 2
-        return self._forward(x)
+        views = self.preprocess.view.live_views(self.preprocess.tensor(faces))
+        return sum(self._forward(x) for x in views) / len(views)
 
     def classify(
         self, frame: np.ndarray, eyes: list[np.ndarray]

@@ -96,7 +96,7 @@ def tiny_fer2013(tmp_path_factory):
 
 def tiny_recipe(**overrides):
     """The CPU recipe shrunk for tests: a few epochs of small batches."""
-    from trainer.recipes import get_recipe
+    from trainer.engine.recipes import get_recipe
 
     return get_recipe("cpu-fast").override(
         **{"epochs": 3, "batch_size": 32, "lr": 0.02, "warmup_epochs": 0, **overrides}
@@ -108,9 +108,10 @@ def tiny_run(tiny_fer2013, tmp_path_factory):
     """vgg-fer-s trained for 3 epochs on the tiny set: (run folder, TrainResult)."""
     import torch
 
-    from trainer.train import TrainConfig, train
+    from trainer.engine.loop import TrainConfig, train
+    from trainer.methods import standard_callbacks
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run") / "vgg"
     config = TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(out), tiny_recipe())
-    return out, train(config)
+    return out, train(config, standard_callbacks())

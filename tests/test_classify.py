@@ -7,6 +7,7 @@ import pytest
 
 from fer_core.classify import Classifier, Preprocess, softmax
 from fer_core.faces import FRAMINGS, FaceFinder
+from fer_core.view import InputView
 from fer_core.zoo import default_package
 from tests.conftest import FER2013_CSV
 
@@ -26,12 +27,8 @@ def test_a_stored_face_gives_the_exact_centre_crop(classifier):
 
 
 def test_tensor_normalises_and_orders_channels():
-    p = Preprocess(
-        size=(2, 2), channels=3, scale=255.0,
-        mean=np.array([0.5, 0.5, 0.5], np.float32).reshape(1, 3, 1, 1),
-        std=np.array([0.5, 0.5, 0.5], np.float32).reshape(1, 3, 1, 1),
-        crop=1.0, framing=FRAMINGS["fer2013"], tta="none",
-    )  # fmt: skip
+    view = InputView(size=2, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    p = Preprocess(view, FRAMINGS["fer2013"])
     bgr = np.zeros((1, 2, 2, 3), np.uint8)
     bgr[..., 0] = 255  # blue
     x = p.tensor(bgr)

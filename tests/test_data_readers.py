@@ -92,8 +92,8 @@ def test_fer2013_bad_rows_name_file_and_line(tmp_path, case):
     assert sum(len(s) for s in data.splits.values()) == len(FER_ROWS)
 
 
-def test_ferplus_majority_by_name_and_left_out_rows(tmp_path):
-    _, images = fer_csv(tmp_path)
+def ferplus_votes(tmp_path):
+    """fer2013new.csv for the rows of `fer_csv`: one case of each kind."""
     header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,"
     votes = [  # one per FER2013 row, same order
         ("Training", "fer0000000.png", "0,8,1,0,0,0,0,1,0,0"),  # happy
@@ -105,6 +105,11 @@ def test_ferplus_majority_by_name_and_left_out_rows(tmp_path):
     ]
     lines = [header + "unknown,NF"] + [f"{u},{n},{v}" for u, n, v in votes]
     (tmp_path / "fer2013new.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_ferplus_majority_by_name_and_left_out_rows(tmp_path):
+    _, images = fer_csv(tmp_path)
+    ferplus_votes(tmp_path)
     data = read_dataset("ferplus", tmp_path)
     assert data.labels == L.FERPLUS
     assert {s: len(data[s]) for s in data.splits} == {"train": 1, "val": 1, "test": 1}
@@ -118,6 +123,23 @@ def test_ferplus_majority_by_name_and_left_out_rows(tmp_path):
         np.testing.assert_allclose(data[split].soft.sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(data["train"].soft[0], [0, 0.8, 0.1, 0, 0, 0, 0, 0.1], atol=1e-6)
     assert data.skipped.total == 3
+
+
+def test_ferplus7_trains_on_the_votes_and_scores_on_fer2013s_own_labels(tmp_path):
+    fer_csv(tmp_path)
+    ferplus_votes(tmp_path)
+    plain, data = read_dataset("fer2013", tmp_path), read_dataset("ferplus7", tmp_path)
+    assert data.labels == plain.labels == L.FER2013
+    # training: the faces with a vote among the seven (not the row FER+ says is no face)
+    assert len(data["train"]) == 2 and data.skipped.total == 1
+    first = np.zeros(7)
+    first[[L.FER2013.index("happy"), L.FER2013.index("surprise")]] = 8 / 9, 1 / 9
+    np.testing.assert_allclose(data["train"].soft[0], first, atol=1e-6)  # contempt dropped
+    assert data["train"].soft[1][L.FER2013.index("neutral")] == 1  # neutral 5, contempt 5
+    # choosing and scoring: FER2013's own rows and labels, every one of them
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(data[split].targets, plain[split].targets)
+        assert data[split].soft is None
 
 
 def test_label_index_map_by_name():
@@ -344,6 +366,8 @@ def test_affectnet_bad_expression_names_line(tmp_path):
     affectnet_fixture(tmp_path, [0, 1, "happy", 2], [3])
     with pytest.raises(DataError, match=r"training\.csv:4: expression 'happy'"):
         read_dataset("affectnet", tmp_path)
+    for i in (0, 1, 3):  # skip_bad checks the files too
+        write(tmp_path / "Manually_Annotated_Images" / f"{i % 3}" / f"t{i}.jpg", grey())
     assert len(read_dataset("affectnet", tmp_path, skip_bad=True)["train"]) == 3
 
 

@@ -3,16 +3,17 @@ orders, members chosen on validation only, and the chosen ensemble exported as o
 that scores what the ensemble scored."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from trainer import checkpoint
 from trainer.cli import main
 from trainer.data import read_dataset
-from trainer.ensemble import combine, reorder, select_members
-from trainer.evaluate import evaluate, load_predictor
+from trainer.engine import checkpoint
+from trainer.evaluation.evaluate import evaluate, load_predictor
+from trainer.methods.ensemble import combine, reorder, select_members
 
 
 def test_logits_are_averaged_by_label_name():
@@ -45,11 +46,11 @@ def test_greedy_selection_stops_when_validation_stops_improving():
 def permuted_clone(path, out, order):
     """The same network with its labels (and output rows) listed in another order."""
     state = checkpoint.load(path)
-    labels = state["labels"]
-    state["labels"] = [labels[i] for i in order]
-    for key, value in state["model"].items():
+    labels = state.labels
+    state.labels = [labels[i] for i in order]
+    for key, value in state.model.items():
         if value.ndim in (1, 2) and value.shape[0] == len(labels) and "classifier" in key:
-            state["model"][key] = value[torch.tensor(order)]
+            state.model[key] = value[torch.tensor(order)]
     checkpoint.save(out, state)
     return out
 
@@ -92,10 +93,10 @@ def test_ensemble_needs_two_members_with_the_same_classes(tiny_run, tiny_fer2013
     data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
     assert main(["ensemble", str(run / "last.pt"), *data]) == 2
     state = checkpoint.load(run / "last.pt")
-    state["labels"] = [*state["labels"][:6], "contempt"]
+    state.labels = [*state.labels[:6], "contempt"]
     checkpoint.save(tmp_path / "other.pt", state)
     with pytest.raises(ValueError, match="ensemble members need the same classes"):
-        from trainer.ensemble import ensemble
+        from trainer.methods.ensemble import ensemble
 
         ensemble([run / "last.pt", tmp_path / "other.pt"], read_dataset("fer2013", tiny_fer2013))
 
@@ -103,13 +104,13 @@ def test_ensemble_needs_two_members_with_the_same_classes(tiny_run, tiny_fer2013
 def test_exported_graph_reproduces_each_members_own_view(tiny_run, tiny_fer2013, tmp_path):
     """Members fed through ten crops and through a flip, inside the one ONNX graph, score what
     the members scored when each was run on its own."""
-    from trainer.ensemble import ensemble, export_ensemble
+    from trainer.methods.ensemble import ensemble, export_ensemble
 
     run, _ = tiny_run
     members = []
     for tta in ("tencrop", "flip"):
         state = checkpoint.load(run / "last.pt")
-        state["view"]["tta"] = tta
+        state = replace(state, view=replace(state.view, tta=tta))
         members.append(checkpoint.save(tmp_path / f"{tta}.pt", state))
     dataset = read_dataset("fer2013", tiny_fer2013)
     result = ensemble(members, dataset, select="all", mode="probs")

@@ -9,8 +9,8 @@ import torch
 
 from fer_core.zoo import PackageError, load_package
 from trainer.data import read_dataset
-from trainer.evaluate import evaluate, load_predictor, write_report
-from trainer.metrics import compute, from_confusion
+from trainer.engine.metrics import compute, from_confusion
+from trainer.evaluation.evaluate import evaluate, load_predictor, write_report
 
 
 def test_metrics_on_a_known_confusion_matrix():
@@ -34,7 +34,7 @@ def test_compute_top1_top2_and_confusion_from_logits():
 
 @pytest.fixture(scope="module")
 def package(tiny_run, tiny_fer2013, tmp_path_factory):
-    from trainer.export import export_package
+    from trainer.export.package import export_package
 
     out, _ = tiny_run
     dataset = read_dataset("fer2013", tiny_fer2013)
@@ -72,7 +72,7 @@ def test_package_files_card_and_parity(package):
     ):
         assert key in card
     assert card["input_size"] == [40, 40] and card["channels"] == 1 and card["family"] == "vgg"
-    assert card["train"]["command"] == "trainer.train.train() called from Python"
+    assert card["train"]["command"] == "trainer.engine.loop.train() called from Python"
     assert card["train"]["epochs"] == 3 and card["train"]["seed"] == 0
     assert result.parity.max_abs_diff <= 1e-4
     assert 0.0 <= result.int8_agreement <= 1.0
@@ -114,6 +114,29 @@ def test_altered_package_is_refused(package, tmp_path):
         load_package(copy)
 
 
+def test_export_over_an_earlier_package_replaces_its_files(package, tiny_run, tmp_path):
+    """Re-exporting without int8 into a copy of the package: the files are the new export's,
+    the earlier int8 model is gone (its card would not vouch for it), no staging is left."""
+    import shutil
+
+    from trainer.export.package import export_package
+
+    result, dataset = package
+    copy = shutil.copytree(result.path, tmp_path / "copy")
+    again = export_package(tiny_run[0] / "best.pt", copy, dataset, int8=False)
+    assert {p.name for p in copy.iterdir()} == {
+        "model.onnx",
+        "card.json",
+        "curves.png",
+        "confusion-val.png",
+        "confusion-test.png",
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]
+    assert json.loads((copy / "card.json").read_text())["format"] == "fer-model-package/1"
+    assert not load_package(copy).has("int8") and again.int8_agreement is None
+    load_package(copy).model_file("fp32")  # the card's checksum is the new file's
+
+
 def test_evaluation_maps_classes_by_name(tiny_run, tmp_path):
     """A FER2013 model scored on a CK+-style set: contempt samples are left out and counted."""
     from trainer.data.core import Dataset, Split
@@ -130,13 +153,13 @@ def test_evaluation_maps_classes_by_name(tiny_run, tmp_path):
 
 
 def test_tta_views_average():
-    from trainer.inference import View
+    from trainer.engine.views import View, inputs
 
     images = torch.randint(0, 255, (2, 1, 48, 48), dtype=torch.uint8)
     for tta, views in (("none", 1), ("flip", 2), ("tencrop", 10)):
-        inputs = View(size=40, crop=40 / 48, tta=tta).inputs(images)
-        assert len(inputs) == views and inputs[0].shape == (2, 1, 40, 40)
-    centre = View(size=40, crop=40 / 48).inputs(images)[0]
+        batch = inputs(View(size=40, crop=40 / 48, tta=tta), images)
+        assert len(batch) == views and batch[0].shape == (2, 1, 40, 40)
+    centre = inputs(View(size=40, crop=40 / 48), images)[0]
     assert torch.allclose(centre, images[..., 4:44, 4:44].float() / 255, atol=1e-5)
 
 
@@ -159,13 +182,12 @@ def test_cli_evaluate_and_saliency(package, tiny_run, tiny_fer2013, tmp_path, ca
 
 
 def test_saliency_is_normalised_over_the_whole_map(tiny_run):
-    from trainer import checkpoint
-    from trainer.inference import View
-    from trainer.saliency import saliency
+    from trainer.engine import checkpoint
+    from trainer.evaluation.saliency import saliency
 
     model, state = checkpoint.load_model(tiny_run[0] / "best.pt")
     images = torch.randint(0, 255, (3, 1, 48, 48), dtype=torch.uint8)
-    maps, predicted = saliency(model, images, View(**state["view"]))
+    maps, predicted = saliency(model, images, state.view)
     assert maps.shape == (3, 40, 40) and predicted.shape == (3,)
     for m in maps:  # global min-max: exactly 0 and 1 somewhere, not per row
         assert m.min() == 0.0 and m.max() == pytest.approx(1.0)

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import SHARED_DATA
 from trainer.cli import main
 from trainer.data.core import DataError
-from trainer.fes import FES, compute_fes, fes_from_votes, read_votes
+from trainer.methods.fes import FES, compute_fes, fes_from_votes, read_votes
 
 HEADER = (
     "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"

@@ -11,7 +11,13 @@ import pytest
 from tests.conftest import SHARED_DATA
 from trainer.data import Dataset, Split
 from trainer.data import labels as L
-from trainer.kfold import PAPER_CLASSES, PAPER_COUNTS, PAPER_TEST, paper_folds, subject_folds
+from trainer.methods.kfold import (
+    PAPER_CLASSES,
+    PAPER_COUNTS,
+    PAPER_TEST,
+    paper_folds,
+    subject_folds,
+)
 
 CKPLUS_DIR = SHARED_DATA / "ckplus" / "CK+48"
 
@@ -73,8 +79,8 @@ def test_paper_folds_reproduce_the_class_slices():
 def test_finetune_recipe_keeps_the_checkpoint_views():
     from dataclasses import asdict
 
-    from trainer.kfold import finetune_recipe
-    from trainer.recipes import get_recipe
+    from trainer.engine.recipes import get_recipe
+    from trainer.methods.kfold import finetune_recipe
 
     base = get_recipe("ckplus-finetune")
     vgg = finetune_recipe(base, asdict(get_recipe("vgg")))
@@ -93,8 +99,8 @@ def _random_split(name: str, n_per_class: int, classes: int, seed: int, groups=N
 @pytest.fixture(scope="module")
 def fer_checkpoint(tmp_path_factory):
     """A FER2013-labelled vgg-fer-s checkpoint after one epoch on random faces."""
-    from trainer.recipes import Recipe
-    from trainer.train import TrainConfig, train
+    from trainer.engine.loop import TrainConfig, train
+    from trainer.engine.recipes import Recipe
 
     fer = Dataset(
         "fer2013",
@@ -115,9 +121,9 @@ def fer_checkpoint(tmp_path_factory):
 
 
 def test_kfold_end_to_end_and_resume(fer_checkpoint, tmp_path):
-    from trainer.checkpoint import load
-    from trainer.kfold import kfold
-    from trainer.recipes import get_recipe
+    from trainer.engine.checkpoint import load
+    from trainer.engine.recipes import get_recipe
+    from trainer.methods.kfold import kfold
 
     # 4 subjects × 7 classes × 2 images, labels in CK+ order (contempt instead of neutral)
     groups = np.array([f"S{s:03d}" for _ in range(7) for s in range(4) for _ in range(2)])
@@ -134,9 +140,9 @@ def test_kfold_end_to_end_and_resume(fer_checkpoint, tmp_path):
     assert written["mean_top1"] == result.mean_top1 and len(written["folds"]) == 2
 
     source, fold = load(fer_checkpoint), load(out / "fold-01" / "last.pt")
-    assert fold["arch"]["model"] == source["arch"]["model"] == "vgg-fer-s"
-    assert fold["labels"] == list(L.CKPLUS) and fold["init"] == str(fer_checkpoint)
-    assert fold["recipe"]["train_size"] == source["recipe"]["train_size"]  # the checkpoint's view
+    assert fold.arch["model"] == source.arch["model"] == "vgg-fer-s"
+    assert fold.labels == list(L.CKPLUS) and fold.init == str(fer_checkpoint)
+    assert fold.recipe.train_size == source.recipe.train_size  # the checkpoint's view
 
     last = out / "fold-01" / "last.pt"
     mtime = last.stat().st_mtime_ns

@@ -9,7 +9,7 @@ import pytest
 from conftest import calibrate_bn
 
 from fer_core.models import create_model, get_spec
-from trainer.export import export_onnx, onnx_parity
+from trainer.export.package import export_onnx, onnx_parity
 
 FAMILIES = [
     "autofernet",

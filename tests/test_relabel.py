@@ -3,18 +3,25 @@ snapshot, and a fine-tune that counts its flips per epoch and class pair."""
 
 import csv
 import math
-from dataclasses import asdict
 
 import pytest
 import torch
 
-from trainer import checkpoint
+from fer_core.view import InputView
 from trainer.cli import main
 from trainer.data.labels import FER2013
-from trainer.fes import FES, compute_fes
-from trainer.recipes import get_recipe
-from trainer.relabel import Flips, RelabelRule, relabel_recipe, rule_for
-from trainer.train import Plateau
+from trainer.engine import checkpoint
+from trainer.engine.checkpoint import Checkpoint
+from trainer.engine.recipes import get_recipe
+from trainer.methods.fes import FES, compute_fes
+from trainer.methods.relabel import Flips, RelabelRule, relabel_recipe, rule_for
+
+
+def snapshot_at(epoch: int) -> Checkpoint:
+    """An Auto-FERNet run's checkpoint after `epoch` + 1 epochs (no weights needed here)."""
+    recipe = get_recipe("autofernet")
+    return Checkpoint({}, [], InputView(48), {}, recipe=recipe, epoch=epoch)
+
 
 ANGRY, DISGUST, FEAR, HAPPY, SAD, SURPRISE, NEUTRAL = range(7)
 
@@ -94,11 +101,7 @@ def test_recipe_continues_the_snapshot_run():
     """From Auto-FERNet's 600-epoch recipe at epoch 117, the default learning rate is the
     schedule's value there, 0.02272721 (the Auto-FERNet relabel script's default), and drop-path
     goes on ramping from 0.2·117/600."""
-    snapshot = {
-        "recipe": asdict(get_recipe("autofernet")),
-        "epoch": 116,
-        "plateau": asdict(Plateau()),
-    }
+    snapshot = snapshot_at(116)
     recipe = relabel_recipe(snapshot, epochs=100)
     assert recipe.lr == pytest.approx(0.02272721, abs=2e-6)
     assert recipe.epochs == 100 and recipe.schedule == "cosine" and recipe.warmup_epochs == 0
@@ -126,9 +129,9 @@ def test_relabel_fine_tune_logs_flips(tiny_run, tiny_fer2013, tmp_path):
     assert all(r["from"] != r["to"] for r in rows if r["from"] != "all")
     assert (out / "flips.png").read_bytes()[:4] == b"\x89PNG"
     state = checkpoint.load(out / "last.pt")
-    assert state["recipe"]["name"] == "relabel" and state["init"] == str(run / "last.pt")
-    assert state["relabel"]["flips"]["counts"][1] != [[0] * 7] * 7
-    assert state["relabel"]["rule"]["relabel_threshold"] == 0.9
+    assert state.recipe.name == "relabel" and state.init == str(run / "last.pt")
+    assert state.callbacks["relabel"]["flips"]["counts"][1] != [[0] * 7] * 7
+    assert state.callbacks["relabel"]["rule"]["relabel_threshold"] == 0.9
 
 
 def test_relabel_refuses_mixup(tiny_run, tiny_fer2013, tmp_path, capsys):
@@ -140,11 +143,7 @@ def test_relabel_refuses_mixup(tiny_run, tiny_fer2013, tmp_path, capsys):
 
 
 def test_a_run_down_snapshot_needs_an_explicit_lr():
-    snapshot = {
-        "recipe": asdict(get_recipe("autofernet")),
-        "epoch": 599,
-        "plateau": asdict(Plateau()),
-    }
+    snapshot = snapshot_at(599)
     with pytest.raises(ValueError, match="schedule has run down"):
         relabel_recipe(snapshot)
     assert relabel_recipe(snapshot, lr=0.001).lr == 0.001

@@ -265,7 +265,7 @@ def test_batch_grows_after_each_decision(tiny_search):
     assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
     assert [int(r["batch_size"]) for r in rows] == [8 + 2 * k for k in range(8)]
     assert all(r["decisions"].count("=") == 2 for r in rows)  # normal and reduce each epoch
-    state = torch.load(out / "state.pt", weights_only=False)
+    state = torch.load(out / "state.pt", weights_only=True)
     assert state["batch_size"] == 8 + 2 * 8
 
 
@@ -294,15 +294,15 @@ def test_resume_continues_exactly(small_fer2013, tmp_path, monkeypatch, cpu_smal
     part_out = tmp_path / "part"
     with pytest.raises(KeyboardInterrupt):
         search(tiny_config(small_fer2013, part_out, **config), dataset=dataset)
-    assert torch.load(part_out / "state.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(part_out / "state.pt", weights_only=True)["epoch"] == 1
     monkeypatch.setattr(sgas, "_write_csv", write_csv)
     resumed = search(tiny_config(small_fer2013, part_out), resume=True, dataset=dataset)
 
     assert resumed.genotype == whole.genotype
     assert resumed.decisions == whole.decisions
     assert resumed.epochs_run == 3
-    a = torch.load(tmp_path / "whole" / "state.pt", weights_only=False)
-    b = torch.load(part_out / "state.pt", weights_only=False)
+    a = torch.load(tmp_path / "whole" / "state.pt", weights_only=True)
+    b = torch.load(part_out / "state.pt", weights_only=True)
     for key in ("alpha_normal", "alpha_reduce", "classifier.weight"):
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert a["rows"][-1]["train_loss"] == b["rows"][-1]["train_loss"]

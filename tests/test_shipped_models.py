@@ -39,7 +39,7 @@ def test_card_top1_reproduces_on_real_private_test(package):
     if not FER2013_CSV.is_file():
         pytest.skip(f"real FER2013 not found at {FER2013_CSV}")
     from trainer.data import read_dataset
-    from trainer.evaluate import evaluate, load_predictor
+    from trainer.evaluation.evaluate import evaluate, load_predictor
 
     dataset = read_dataset("fer2013", FER2013_CSV)
     result = evaluate(load_predictor(package.path), dataset, "PrivateTest")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from trainer.cli import main
-from trainer.throughput import (
+from trainer.measure.throughput import (
     DEFAULT_MODELS,
     PerImage,
     per_image_transform,
@@ -16,9 +16,11 @@ from trainer.throughput import (
 
 def test_both_paths_train_and_report_positive_rates():
     threads = torch.get_num_threads()
-    row = throughput("vgg-fer-s", batch_size=8, seconds=0.2, device="cpu", threads=1, workers=0)
+    row = throughput(
+        "vgg-fer-s", batch_size=8, seconds=0.2, device="cpu", threads=1, workers=0, baseline=True
+    )
     assert torch.get_num_threads() == threads  # restored
-    assert (row.model, row.recipe, row.device, row.threads, row.workers, row.batch_size) == (
+    assert (row.name, row.recipe, row.device, row.threads, row.workers, row.batch_size) == (
         "vgg-fer-s",
         "vgg",
         "cpu",
@@ -27,16 +29,30 @@ def test_both_paths_train_and_report_positive_rates():
         8,
     )
     assert row.input == "1×40×40"
-    for rate in (row.project_img_s, row.baseline_img_s, row.speedup):
+    for rate in (row.images_per_s, row.baseline_img_s, row.speedup):
         assert rate > 0 and math.isfinite(rate)
-    assert row.speedup == pytest.approx(row.project_img_s / row.baseline_img_s)
+    assert row.speedup == pytest.approx(row.images_per_s / row.baseline_img_s)
+
+
+def test_fp32_is_taken_when_asked_and_bf16_only_where_native():
+    from trainer.engine.step import cpu_has_bf16
+
+    row = throughput("vgg-fer-s", batch_size=8, seconds=0.1, device="cpu", precision="fp32")
+    assert row.precision.startswith("fp32") and row.baseline_img_s is None
+    if cpu_has_bf16():
+        assert throughput(
+            "vgg-fer-s", batch_size=8, seconds=0.1, device="cpu"
+        ).precision.startswith("bf16")
+    else:
+        with pytest.raises(ValueError, match="--precision bf16"):
+            throughput("vgg-fer-s", batch_size=8, seconds=0.1, device="cpu", precision="bf16")
 
 
 @pytest.mark.parametrize("name", DEFAULT_MODELS)
 def test_baseline_feeds_what_the_project_path_feeds(name):
     from fer_core.models import get_spec
-    from trainer.recipes import FAMILY_RECIPE, get_recipe
-    from trainer.train import view_of
+    from trainer.engine.networks import view_of
+    from trainer.engine.recipes import FAMILY_RECIPE, get_recipe
 
     recipe = get_recipe(FAMILY_RECIPE[get_spec(name).family])
     view = view_of({"model": name}, recipe)
@@ -66,5 +82,5 @@ def test_cli_json(capsys):
     ]
     assert main(argv) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["model"] == "vgg-fer-s" and row["workers"] == 1 and row["batch_size"] == 8
-    assert row["project_img_s"] > 0 and row["baseline_img_s"] > 0
+    assert row["name"] == "vgg-fer-s" and row["images_per_s"] > 0 and row["batch_size"] == 8
+    assert row["baseline_img_s"] is None  # the baseline is timed only with --baseline

@@ -44,7 +44,7 @@ def altered(package, folder, drop=(), **card_changes):
 
 
 def test_export_writes_checksummed_torch_weights(package, tiny_run, tmp_path):
-    from trainer import checkpoint
+    from trainer.engine import checkpoint
 
     loaded = load_package(package)
     path = loaded.model_file("torch")  # verifies the sha256 the card holds
@@ -80,7 +80,8 @@ def test_torch_on_cuda_agrees_with_onnxruntime(package, faces):
 
 
 def test_float16_weights_are_widened(package, faces, tmp_path, monkeypatch, tiny_run):
-    from trainer import checkpoint, export
+    from trainer.engine import checkpoint
+    from trainer.export import package as export
 
     monkeypatch.setattr(export, "FILE_LIMIT", 0)
     model, _ = checkpoint.load_model(tiny_run[0] / "best.pt")
@@ -144,8 +145,8 @@ def test_a_package_with_torch_weights_is_an_ensemble_member(
     """Shipped packages keep `model.pt`, not their training checkpoints: an ensemble of the
     package and its own checkpoint exports, and scores as the model alone."""
     from trainer.data import read_dataset
-    from trainer.ensemble import ensemble, export_ensemble
-    from trainer.evaluate import evaluate, load_predictor
+    from trainer.evaluation.evaluate import evaluate, load_predictor
+    from trainer.methods.ensemble import ensemble, export_ensemble
 
     dataset = read_dataset("fer2013", tiny_fer2013)
     members = [package, tiny_run[0] / "best.pt"]
@@ -166,12 +167,12 @@ def test_a_package_with_torch_weights_is_an_ensemble_member(
 def test_a_package_with_torch_weights_starts_fine_tuning_and_kfold(package, tmp_path):
     """What survives of a run is its package: `--init` and `kfold` start from its model.pt, and
     k-fold keeps the views its card records (`train.views`)."""
-    from trainer import checkpoint
     from trainer.data import Dataset, Split
     from trainer.data import labels as L
-    from trainer.kfold import kfold
-    from trainer.recipes import get_recipe
-    from trainer.train import init_from
+    from trainer.engine import checkpoint
+    from trainer.engine.networks import init_from
+    from trainer.engine.recipes import get_recipe
+    from trainer.methods.kfold import kfold
 
     card = load_package(package).card
     model, _ = checkpoint.load_model(package)
@@ -189,8 +190,8 @@ def test_a_package_with_torch_weights_starts_fine_tuning_and_kfold(package, tmp_
     result = kfold(package, ck, k=2, recipe=recipe, out_dir=tmp_path / "kf", device="cpu")
     assert len(result.folds) == 2
     fold = checkpoint.load(tmp_path / "kf" / "fold-01" / "last.pt")
-    assert fold["init"] == str(package) and fold["labels"] == list(L.CKPLUS)
-    assert fold["recipe"]["train_size"] == card.train["views"]["train_size"]
+    assert fold.init == str(package) and fold.labels == list(L.CKPLUS)
+    assert fold.recipe.train_size == card.train["views"]["train_size"]
 
     old = altered(
         package, tmp_path / "old", train={k: v for k, v in card.train.items() if k != "views"}

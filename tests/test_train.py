@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, tiny_recipe
-from trainer import checkpoint
-from trainer.recipes import RECIPES
-from trainer.train import Plateau, TrainConfig, lr_at, train
+from trainer.engine import checkpoint
+from trainer.engine.loop import TrainConfig, train
+from trainer.engine.recipes import RECIPES
+from trainer.engine.step import Plateau, lr_at
+from trainer.methods import standard_callbacks
 
 
 def test_run_learns_and_writes_its_folder(tiny_run):
@@ -24,8 +26,9 @@ def test_run_learns_and_writes_its_folder(tiny_run):
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     state = checkpoint.load(out / "last.pt")
-    assert state["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-    assert state["arch"]["model"] == "vgg-fer-s"
+    assert state.labels == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert state.arch["model"] == "vgg-fer-s" and state.resumable
+    assert not checkpoint.load(out / "best.pt").resumable  # weights only: half the size
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -36,13 +39,13 @@ def test_snapshots_at_train_accuracy_thresholds(tiny_run):
         path = out / f"snapshot-{threshold}.pt"
         assert path.exists() == bool(reached)
         if reached:  # the first epoch that reached it, never overwritten later
-            assert checkpoint.load(path)["epoch"] + 1 == reached[0]
+            assert checkpoint.load(path).epoch + 1 == reached[0]
 
 
 def test_existing_run_is_not_overwritten(tiny_run, tiny_fer2013):
     out, _ = tiny_run
     config = TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(out), tiny_recipe())
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ValueError, match="--resume"):
         train(config)
 
 
@@ -84,20 +87,22 @@ def test_killed_run_resumes_bit_for_bit(tiny_fer2013, tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = checkpoint.load(killed / "last.pt")["epoch"] + 1
+    done = checkpoint.load(killed / "last.pt").epoch + 1
     assert done < 3, "the run finished before it could be interrupted"
 
     resumed = train(
         TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(killed), tiny_recipe()),
+        standard_callbacks(),
         resume=True,
     )
     straight = train(
         TrainConfig(
             "vgg-fer-s", "fer2013", str(tiny_fer2013), str(tmp_path / "straight"), tiny_recipe()
-        )
+        ),
+        standard_callbacks(),
     )
-    a = checkpoint.load(killed / "last.pt")["model"]
-    b = checkpoint.load(tmp_path / "straight" / "last.pt")["model"]
+    a = checkpoint.load(killed / "last.pt").model
+    b = checkpoint.load(tmp_path / "straight" / "last.pt").model
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r.val_top1 for r in resumed.history] == [r.val_top1 for r in straight.history]
 
@@ -118,8 +123,8 @@ def test_learning_rate_schedules():
 def test_every_recipe_trains_a_step():
     """Each paper recipe's options (aux head, SAM, mixup, ten crops, plateau) run one step."""
     from fer_core.models import create_model
-    from trainer.augment import Augment
-    from trainer.train import Step, make_optimizer, soft_targets
+    from trainer.engine.augment import Augment
+    from trainer.engine.step import Batch, Precision, Step, make_optimizer, soft_targets
 
     torch.manual_seed(0)
     for name, model_name in (
@@ -140,8 +145,11 @@ def test_every_recipe_trains_a_step():
         if model_name == "zennet-r-sa":
             x = x.expand(-1, 3, -1, -1)
         before = [p.detach().clone() for p in model.parameters()]
-        step = Step(model, make_optimizer(model, recipe), recipe, torch.device("cpu"))
-        loss, logits = step(x, soft_targets(torch.tensor([0, 1, 2, 3]), 7, recipe.label_smoothing))
+        cpu = torch.device("cpu")
+        step = Step(model, make_optimizer(model, recipe), recipe, cpu, Precision(None, False, ""))
+        y = torch.tensor([0, 1, 2, 3])
+        targets = soft_targets(y, 7, recipe.label_smoothing)
+        loss, logits = step(Batch(x, x, y, targets, torch.arange(4), 0))
         assert logits.shape == (4, 7) and loss > 0
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
@@ -151,7 +159,7 @@ def test_architecture_files_are_models(tmp_path):
     from fer_core.models.genotype import AUTO_FERNET
     from fer_core.models.structure import ZENNET_R, Structure
     from fer_core.models.syntax import ArchitectureSyntaxError
-    from trainer.train import describe_architecture
+    from trainer.engine.networks import describe_architecture
 
     genotype = tmp_path / "searched.genotype"
     genotype.write_text(AUTO_FERNET.to_text())
@@ -173,7 +181,7 @@ def test_image_folder_dataset_trains_streamed_or_in_memory(tmp_path, monkeypatch
     import cv2
     import numpy as np
 
-    import trainer.train as train_module
+    import trainer.engine.batches as batches_module
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 4), ("val", 2)):
@@ -185,7 +193,7 @@ def test_image_folder_dataset_trains_streamed_or_in_memory(tmp_path, monkeypatch
     torch.set_num_threads(1)
     results = []
     for limit in (1 << 40, 0):
-        monkeypatch.setattr(train_module, "STREAM_ABOVE_BYTES", limit)
+        monkeypatch.setattr(batches_module, "STREAM_ABOVE_BYTES", limit)
         config = TrainConfig(
             "vgg-fer-s",
             "folder",
@@ -196,7 +204,7 @@ def test_image_folder_dataset_trains_streamed_or_in_memory(tmp_path, monkeypatch
         results.append(train(config))
     for result in results:
         assert len(result.history) == 1 and 0 <= result.best_val_top1 <= 1
-        assert checkpoint.load(result.out / "last.pt")["labels"] == ["happy", "neutral", "sad"]
+        assert checkpoint.load(result.out / "last.pt").labels == ["happy", "neutral", "sad"]
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -205,20 +213,24 @@ def test_every_recipe_builds_its_training_batch(name):
     mixup) yields normalised inputs and soft targets of the right shapes, deterministically."""
     import numpy as np
 
-    from trainer.inference import View
-    from trainer.train import _augment, training_batch
+    from trainer.data import Split
+    from trainer.engine.batches import Batches, augment_for, make_batch
+    from trainer.engine.views import View
 
     recipe = RECIPES[name]
     size = recipe.train_size or 32
     view = View(size=size, channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
     images = torch.randint(0, 255, (6, 1, 48, 48), dtype=torch.uint8)
+    split = Split("train", np.arange(6) % 7, images=images[:, 0].numpy())
+    data = Batches(split, 48, 1, torch.device("cpu"), 7)
 
     def batch():
         torch.manual_seed(0)  # AutoAugment draws from the global RNG
         gen, rng = torch.Generator().manual_seed(1), np.random.default_rng(1)
-        return training_batch(
-            images, torch.arange(6), recipe, view, _augment(recipe, size), gen, rng, 7
+        b = make_batch(
+            images, torch.arange(6), data, recipe, view, augment_for(recipe, size), gen, rng, 0
         )
+        return b.x, b.y, b.targets
 
     x, y, targets = batch()
     crops = 10 if recipe.tencrop_train else 1
@@ -238,7 +250,7 @@ def test_model_options_reach_the_builder_and_the_checkpoint(tiny_fer2013, tmp_pa
     assert (
         main(["train", "--model", "autofernet", *small, *flags, "--out", str(tmp_path / "a")]) == 0
     )
-    arch = checkpoint.load(tmp_path / "a" / "last.pt")["arch"]
+    arch = checkpoint.load(tmp_path / "a" / "last.pt").arch
     assert arch["overrides"]["layers"] == 3 and arch["overrides"]["channels"] == 4
     # 3 cells of 4 channels: the auxiliary head (0.4M) is most of what is left of 2.6M
     assert sum(p.numel() for p in checkpoint.build_model(arch).parameters()) < 500_000

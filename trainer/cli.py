@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from trainer.flags import int_at_least, non_negative_int, positive_int
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the flag; the usage itself is one --help away."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from trainer.catalog import catalog, format_table
+    from trainer.measure.catalog import catalog, format_table
 
     _print_rows(
         catalog(args.names or None),
@@ -60,7 +71,9 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME_OR_PATH",
         help="time a model package's fp32 and int8 ONNX files instead (repeatable)",
     )
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch and onnxruntime")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=1, help="CPU threads for torch and onnxruntime"
+    )
     p.add_argument(
         "--seconds", type=float, default=3.0, help="time spent measuring each model in each backend"
     )
@@ -71,12 +84,13 @@ def _benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fer_core.models import list_models
-    from trainer import benchmark
+    from trainer.evaluation import latency
+    from trainer.measure import benchmark
 
     if args.package:
         names, measure, table = (
             args.package,
-            benchmark.benchmark_package,
+            latency.benchmark_package,
             benchmark.format_package_table,
         )
         note = (
@@ -99,19 +113,29 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def _throughput_args(p: argparse.ArgumentParser) -> None:
-    from trainer.recipes import RECIPES
-    from trainer.throughput import DEFAULT_MODELS
+    from trainer.engine.recipes import RECIPES
+    from trainer.measure.throughput import DEFAULT_MODELS
 
     p.add_argument("names", nargs="*", help=f"models to time (default: {' '.join(DEFAULT_MODELS)})")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument(
         "--seconds", type=float, default=10.0, help="time spent measuring each model on each path"
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
-    p.add_argument("--workers", type=int, default=2, help="the baseline's DataLoader workers")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's choice)"
+    )
+    p.add_argument(
+        "--workers", type=non_negative_int, default=2, help="the baseline's DataLoader workers"
+    )
     p.add_argument(
         "--recipe", choices=sorted(RECIPES), help="augmentation and loss (default: the family's)"
+    )
+    _precision_flag(p)
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also time a per-image DataLoader baseline (fp32) of each model",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
@@ -119,7 +143,7 @@ def _throughput_args(p: argparse.ArgumentParser) -> None:
 def _throughput(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from trainer.throughput import DEFAULT_MODELS, format_table, throughput
+    from trainer.measure.throughput import DEFAULT_MODELS, format_table, throughput
 
     names = args.names or list(DEFAULT_MODELS)
     rows = []
@@ -134,6 +158,8 @@ def _throughput(args: argparse.Namespace) -> int:
                 args.threads,
                 args.workers,
                 args.recipe,
+                args.precision,
+                args.baseline,
             )
         )
     _print_rows(
@@ -149,12 +175,16 @@ def _throughput(args: argparse.Namespace) -> int:
     return 0
 
 
+# Recipe integers that must be at least 1; the others (sizes, patience, ramps) may be 0.
+RECIPE_INTS = {"epochs": positive_int, "batch_size": positive_int}
+
+
 def _recipe_flags(p: argparse.ArgumentParser) -> None:
     """One flag per recipe field (`--lr`, `--batch-size`, `--flip/--no-flip`, `--zoom LO HI`);
     unset flags keep the recipe's value."""
     import typing
 
-    from trainer.recipes import Recipe
+    from trainer.engine.recipes import Recipe
 
     group = p.add_argument_group("recipe overrides (default: the recipe's value)")
     for name, hint in typing.get_type_hints(Recipe).items():
@@ -167,6 +197,7 @@ def _recipe_flags(p: argparse.ArgumentParser) -> None:
         elif kind is tuple:
             group.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), default=None)
         else:
+            kind = RECIPE_INTS.get(name, non_negative_int) if kind is int else kind
             group.add_argument(flag, type=kind, default=None, metavar=name.upper())
 
 
@@ -175,6 +206,10 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--dataset", required=True, choices=sorted(READERS), help="dataset format")
     p.add_argument("--data", required=True, help="dataset file or folder")
+    _skip_bad_flag(p)
+
+
+def _skip_bad_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip-bad",
         action="store_true",
@@ -182,13 +217,23 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _read_dataset(args: argparse.Namespace):
+    """The verb's dataset; what the reader left out is told on stderr in one line."""
+    from trainer.data import read_dataset
+
+    dataset = read_dataset(args.dataset, args.data, skip_bad=getattr(args, "skip_bad", False))
+    if dataset.skipped.total:
+        print(dataset.skipped.summary(), file=sys.stderr)
+    return dataset
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from trainer.recipes import RECIPES
+    from trainer.engine.recipes import RECIPES
 
     p.add_argument(
         "--model",
-        required=True,
-        help="registered model name, or a genotype / structure-string file",
+        help="registered model name, a genotype / structure-string file, or a checkpoint / "
+        "package to take the architecture of (required unless --resume)",
     )
     _data_flags(p)
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, curves)")
@@ -197,7 +242,20 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         choices=sorted(RECIPES),
         help="hyperparameters (default: the paper recipe of the model's family)",
     )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt (on any machine); with a larger "
+        "--epochs, extend it. Other flags are refused: the run keeps its own",
+    )
+    p.add_argument(
+        "--max-images",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="train on a seeded subset of N training images (quick runs; 0: all)",
+    )
+    _teacher_flag(p)
     p.add_argument(
         "--model-option",
         action="append",
@@ -215,7 +273,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--threads", type=int, default=0, help="CPU threads for torch (0: torch's choice)"
+        "--threads",
+        type=non_negative_int,
+        default=0,
+        help="CPU threads for torch (0: torch's choice)",
     )
     _recipe_flags(p)
 
@@ -224,7 +285,7 @@ def _recipe_overrides(args: argparse.Namespace) -> dict:
     """The recipe flags the user set (see `_recipe_flags`)."""
     from dataclasses import fields
 
-    from trainer.recipes import Recipe
+    from trainer.engine.recipes import Recipe
 
     values = {}
     for f in fields(Recipe):
@@ -235,31 +296,89 @@ def _recipe_overrides(args: argparse.Namespace) -> dict:
 
 
 def _recipe_from_args(args: argparse.Namespace, family: str):
-    from trainer.recipes import FAMILY_RECIPE, get_recipe
+    from trainer.engine.recipes import FAMILY_RECIPE, get_recipe
 
     return get_recipe(args.recipe or FAMILY_RECIPE[family]).override(**_recipe_overrides(args))
 
 
+def _precision_flag(p: argparse.ArgumentParser) -> None:
+    from trainer.engine.step import PRECISIONS
+
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto: bf16 autocast where the hardware computes bf16 natively (CUDA, CPUs with "
+        "AVX512-BF16 or AMX), else fp32; loss and optimiser step stay fp32",
+    )
+
+
+def _teacher_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--teacher",
+        nargs="+",
+        metavar="MODEL",
+        help="distil from these checkpoints or packages with torch weights (several: their "
+        "average); temperature and weight: --kd-temperature, --kd-weight",
+    )
+    _precision_flag(p)
+
+
+# what a resume may be told: where things are and how to run, never what to train
+RESUME_FLAGS = {"out", "data", "dataset", "resume", "epochs", "device", "threads", "skip_bad",
+                "precision", "command", "verb"}  # fmt: skip
+
+
+def _given_flags(argv: list[str], add_arguments: Callable[[argparse.ArgumentParser], None]):
+    """The flags of `argv` the user wrote (defaults left out)."""
+    probe = _Parser(add_help=False)
+    add_arguments(probe)
+    for action in probe._actions:  # required flags are checked by the real parser
+        action.required, action.default = False, argparse.SUPPRESS
+    return set(vars(probe.parse_known_args(argv)[0]))
+
+
 def _train(args: argparse.Namespace) -> int:
     from fer_core.models import get_spec
-    from trainer.train import TrainConfig, describe_architecture, train
+    from trainer.engine import checkpoint
+    from trainer.engine.loop import TrainConfig, train
+    from trainer.engine.networks import describe_architecture
+    from trainer.methods import resumed_callbacks, standard_callbacks
 
     _set_threads(args)
-    family = get_spec(describe_architecture(args.model, 7)["model"]).family
-    config = TrainConfig(
-        model=args.model,
-        dataset=args.dataset,
-        data=args.data,
-        out=args.out,
-        recipe=_recipe_from_args(args, family),
-        seed=args.seed,
-        device=args.device,
-        skip_bad=args.skip_bad,
-        init=args.init,
-        command=args.command,
-        model_options=_model_options(args.model_option),
-    )
-    result = train(config, resume=args.resume)
+    if args.resume:
+        extra = sorted(_given_flags(args.argv[1:], _train_args) - RESUME_FLAGS)
+        if extra:
+            flags = ", ".join("--" + f.replace("_", "-") for f in extra)
+            raise ValueError(f"{flags}: a resumed run keeps its own; only --epochs may change")
+        prior = checkpoint.load(Path(args.out) / "last.pt")
+        config = TrainConfig(
+            model="", dataset=args.dataset, data=args.data, out=args.out, recipe=None,
+            device=args.device, precision=args.precision, skip_bad=args.skip_bad,
+            epochs=args.epochs,
+        )  # fmt: skip
+        callbacks = resumed_callbacks(prior.callbacks)
+    else:
+        if not args.model:
+            raise ValueError("--model: required for a new run (or give --resume)")
+        family = get_spec(describe_architecture(args.model, 7)["model"]).family
+        config = TrainConfig(
+            model=args.model,
+            dataset=args.dataset,
+            data=args.data,
+            out=args.out,
+            recipe=_recipe_from_args(args, family),
+            seed=args.seed,
+            device=args.device,
+            precision=args.precision,
+            skip_bad=args.skip_bad,
+            init=args.init,
+            command=args.command,
+            model_options=_model_options(args.model_option),
+            max_images=args.max_images,
+        )
+        callbacks = standard_callbacks(args.teacher)
+    result = train(config, callbacks, resume=args.resume, dataset=_read_dataset(args))
     print(
         f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
         f" of {result.epochs}; checkpoints in {result.out}"
@@ -299,18 +418,19 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         help="test-time augmentation (default: what the model was validated with)",
     )
     p.add_argument("--int8", action="store_true", help="run the package's model.int8.onnx")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU threads (0: library default)"
+    )
     p.add_argument("--out", help="folder for evaluation.json and confusion.png")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trainer.data import read_dataset
-    from trainer.evaluate import evaluate, load_predictor, write_report
+    from trainer.evaluation.evaluate import evaluate, load_predictor, write_report
 
     _set_threads(args)
     predictor = load_predictor(args.model, "int8" if args.int8 else "fp32", threads=args.threads)
-    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    dataset = _read_dataset(args)
     result = evaluate(predictor, dataset, args.split, args.tta)
     print(json.dumps(asdict(result), indent=2) if args.json else result.report())
     if args.out:
@@ -325,7 +445,7 @@ def _saliency_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="split to take images from (default: the test split)")
     p.add_argument(
         "--index",
-        type=int,
+        type=non_negative_int,
         nargs="+",
         default=list(range(8)),
         help="positions of the images in the split (default: the first 8)",
@@ -336,11 +456,10 @@ def _saliency_args(p: argparse.ArgumentParser) -> None:
 def _saliency(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from trainer.data import read_dataset
-    from trainer.inference import as_batch_tensor
-    from trainer.saliency import saliency_figure
+    from trainer.engine.views import as_batch_tensor
+    from trainer.evaluation.saliency import saliency_figure
 
-    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    dataset = _read_dataset(args)
     split = dataset[args.split or dataset.test or dataset.val]
     if max(args.index) >= len(split) or min(args.index) < 0:
         raise ValueError(f"--index must be within 0..{len(split) - 1} for this split")
@@ -357,8 +476,8 @@ def _saliency(args: argparse.Namespace) -> int:
 
 def _kfold_args(p: argparse.ArgumentParser) -> None:
     from trainer.data import READERS
-    from trainer.kfold import PROTOCOLS
-    from trainer.recipes import RECIPES
+    from trainer.engine.recipes import RECIPES
+    from trainer.methods.kfold import PROTOCOLS
 
     p.add_argument(
         "checkpoint",
@@ -372,7 +491,13 @@ def _kfold_args(p: argparse.ArgumentParser) -> None:
         choices=sorted(READERS),
         help="dataset format; it needs one split `all` with subject ids",
     )
-    p.add_argument("--k", type=int, default=10, help="number of folds (the paper protocol: 10)")
+    _skip_bad_flag(p)
+    p.add_argument(
+        "--k",
+        type=int_at_least(2, "an integer ≥ 2"),
+        default=10,
+        help="number of folds (the paper protocol: 10)",
+    )
     p.add_argument(
         "--protocol",
         default="subject",
@@ -389,20 +514,22 @@ def _kfold_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: default)"
+    )
+    _teacher_flag(p)
     _recipe_flags(p)
 
 
 def _kfold(args: argparse.Namespace) -> int:
-    from trainer.data import read_dataset
-    from trainer.kfold import kfold
-    from trainer.recipes import VIEW_FIELDS
+    from trainer.engine.recipes import VIEW_FIELDS
+    from trainer.methods.kfold import kfold
 
     _set_threads(args)
     given = ["--" + f.replace("_", "-") for f in VIEW_FIELDS if getattr(args, f) is not None]
     if given:
         raise ValueError(f"{', '.join(given)}: kfold keeps the views of the checkpoint's recipe")
-    dataset = read_dataset(args.dataset, args.data)
+    dataset = _read_dataset(args)
     kfold(
         args.checkpoint,
         dataset,
@@ -414,6 +541,8 @@ def _kfold(args: argparse.Namespace) -> int:
         device=args.device,
         data=args.data,
         command=args.command,
+        teachers=args.teacher,
+        precision=args.precision,
     )
     return 0
 
@@ -437,11 +566,13 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--calibration-images",
-        type=int,
+        type=positive_int,
         default=512,
         help="training images that calibrate the int8 model",
     )
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU threads (0: library default)"
+    )
     p.add_argument(
         "--default",
         action="store_true",
@@ -460,11 +591,11 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fer_core.zoo import DEFAULT_FILE
-    from trainer.data import read_dataset
-    from trainer.export import export_package
+    from trainer.export.package import check_package_folder, export_package
 
     _set_threads(args)
-    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    check_package_folder(Path(args.out))  # before the slow part; write_package checks again
+    dataset = _read_dataset(args)
     result = export_package(
         args.checkpoint,
         args.out,
@@ -496,7 +627,7 @@ def _fes_args(p: argparse.ArgumentParser) -> None:
 
 
 def _fes(args: argparse.Namespace) -> int:
-    from trainer.fes import fes_from_votes, write_fes
+    from trainer.methods.fes import fes_from_votes, write_fes
 
     fes = fes_from_votes(args.votes)
     files = write_fes(fes, args.out, args.threshold)
@@ -513,17 +644,18 @@ def _fes(args: argparse.Namespace) -> int:
 def _framing_args(p: argparse.ArgumentParser) -> None:
     _data_flags(p)
     p.add_argument("--split", help="split to sample (default: the training split, or the only one)")
-    p.add_argument("--images", type=int, default=600, help="faces to measure (default 600)")
+    p.add_argument(
+        "--images", type=positive_int, default=600, help="faces to measure (default 600)"
+    )
     p.add_argument("--seed", type=int, default=0, help="which faces are sampled")
 
 
 def _framing(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from trainer.data import read_dataset
-    from trainer.framing import measure_framing
+    from trainer.data.framing import measure_framing
 
-    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    dataset = _read_dataset(args)
     split = dataset[args.split or dataset.train or next(iter(dataset.splits))]
     rng = np.random.default_rng(args.seed)
     picked = split.subset(rng.choice(len(split), min(args.images, len(split)), replace=False))
@@ -544,14 +676,18 @@ def _relabel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relabel-threshold", type=float, default=0.2, help="τ_r (default 0.2)")
     p.add_argument("--fes-threshold", type=float, default=0.03, help="τ_f (default 0.03)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _teacher_flag(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: default)"
+    )
     _recipe_flags(p)  # defaults: the snapshot's recipe, 100 epochs, its lr at its epoch
 
 
 def _relabel(args: argparse.Namespace) -> int:
-    from trainer.relabel import relabel
+    from trainer.methods import standard_callbacks
+    from trainer.methods.relabel import relabel
 
     _set_threads(args)
     overrides = _recipe_overrides(args)
@@ -573,6 +709,9 @@ def _relabel(args: argparse.Namespace) -> int:
         resume=args.resume,
         skip_bad=args.skip_bad,
         command=args.command,
+        precision=args.precision,
+        callbacks=standard_callbacks(args.teacher, snapshots=False),
+        dataset=_read_dataset(args),
     )
     print(
         f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
@@ -582,7 +721,7 @@ def _relabel(args: argparse.Namespace) -> int:
 
 
 def _ensemble_args(p: argparse.ArgumentParser) -> None:
-    from trainer.ensemble import COMBINE, SELECT
+    from trainer.methods.ensemble import COMBINE, SELECT
 
     p.add_argument(
         "members",
@@ -598,23 +737,29 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
         choices=SELECT,
         help="greedy: forward selection on the validation split; all: every member",
     )
-    p.add_argument("--max-members", type=int, default=0, help="at most this many (0: no limit)")
+    p.add_argument(
+        "--max-members", type=non_negative_int, default=0, help="at most this many (0: no limit)"
+    )
     p.add_argument("--out", help="write the ensemble as one model package in this folder")
     p.add_argument("--name", help="package name (default: the folder's name)")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx")
     p.add_argument("--report", help="folder for ensemble.json and the confusion PNGs")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU threads (0: library default)"
+    )
 
 
 def _ensemble(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trainer.data import read_dataset
-    from trainer.ensemble import ensemble, export_ensemble
-    from trainer.evaluate import write_report
+    from trainer.evaluation.evaluate import write_report
+    from trainer.export.package import check_package_folder
+    from trainer.methods.ensemble import ensemble, export_ensemble
 
     _set_threads(args)
-    dataset = read_dataset(args.dataset, args.data, skip_bad=args.skip_bad)
+    if args.out:
+        check_package_folder(Path(args.out))  # before the selection; write_package checks again
+    dataset = _read_dataset(args)
     result = ensemble(
         args.members,
         dataset,
@@ -657,7 +802,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: default)"
+    )
     sgas.add_arguments(p.add_argument_group("SGAS (--method sgas, REFERENCE §1.2)"))
     zen.add_arguments(p.add_argument_group("Zen-NAS (--method zen, REFERENCE §2.1–2.2)"))
 
@@ -666,9 +813,11 @@ def _search(args: argparse.Namespace) -> int:
     from trainer.search import sgas, zen
 
     _set_threads(args)
-    if args.method == "sgas" and not args.data:
+    if args.method == "zen":
+        return zen.run(args)
+    if not args.data:
         raise ValueError("--method sgas needs --data (the FER2013 csv or its folder)")
-    return {"sgas": sgas.run, "zen": zen.run}[args.method](args)
+    return sgas.run(args, _read_dataset(args))
 
 
 VERBS: dict[str, Verb] = {
@@ -715,11 +864,43 @@ VERBS: dict[str, Verb] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    parser = _Parser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, verb in VERBS.items():
         verb.add_arguments(sub.add_parser(name, help=verb.help, description=verb.help))
     return parser
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """Refuse --device cuda on a machine without one before any data is read."""
+    import torch
+
+    if getattr(args, "device", None) == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device; use --device cpu or auto")
+
+
+def _os_error(err: OSError) -> str:
+    """The path and the system's words for what failed; our own OSErrors carry a message."""
+    if err.strerror is None:
+        return f"error: {err}"
+    code = errno.errorcode.get(err.errno, err.errno)
+    where = "" if err.filename is None else f"{err.filename}: "
+    return f"error: {where}{err.strerror} ({code})"
+
+
+# The failures a user can act on, each told in one line (the first class that matches wins);
+# anything else is a bug in the trainer and keeps its traceback. DataError, PackageError and
+# RunDirError are ValueErrors. Every file is written whole (a temp file, then a rename), so an
+# interrupted verb leaves the files it finished and none half-written.
+FAILURES: dict[type[BaseException], Callable[[BaseException], str]] = {
+    KeyboardInterrupt: lambda err: (
+        "interrupted: files written so far are complete; train, relabel and search continue "
+        "with --resume"
+    ),
+    KeyError: lambda err: f"error: {err.args[0]}",
+    OSError: _os_error,
+    ValueError: lambda err: f"error: {err}",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -729,14 +910,20 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("python -m trainer needs the train extra: pip install -e '.[train]'", file=sys.stderr)
         return 2
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0), or a usage error already told in one line (2)
+        return stop.code
     args.command = shlex.join(["python", "-m", "trainer", *argv])  # recorded in checkpoints
+    args.argv = argv
     # Our own messages at INFO; the exporters' chatter only when it is a warning.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("fer_core", "trainer"):
         logging.getLogger(name).setLevel(logging.INFO)
     try:
+        _check_device(args)
         return VERBS[args.verb].run(args)
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+    except tuple(FAILURES) as err:
+        tell = next(tell for kind, tell in FAILURES.items() if isinstance(err, kind))
+        print(tell(err), file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from trainer.data.core import DataError, Dataset, Split
 READERS = {
     "fer2013": "trainer.data.fer2013:read_fer2013",
     "ferplus": "trainer.data.fer2013:read_ferplus",
+    "ferplus7": "trainer.data.fer2013:read_ferplus7",
     "ckplus": "trainer.data.folders:read_ckplus",
     "jaffe": "trainer.data.folders:read_jaffe",
     "rafdb": "trainer.data.folders:read_rafdb",

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm")
+EMPTY_IMAGE = "empty image file (0 bytes)"
+UNREADABLE_IMAGE = "not a readable image (expected PNG, JPEG, BMP, TIFF or WebP)"
 
 
 class DataError(ValueError):
@@ -34,6 +36,14 @@ class Skipped:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    def summary(self, reasons: int = 3) -> str:
+        """One line: how many, the most common reasons, and the first record left out."""
+        common = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        told = ", ".join(f"{reason}: {n}" for reason, n in common[:reasons])
+        if len(common) > reasons:
+            told += f", {len(common) - reasons} more reasons"
+        return f"skipped {self.total} malformed records ({told}); first: {self.examples[0]}"
 
 
 class Rejector:
@@ -158,9 +168,14 @@ def read_image(path: Path) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8) if Path(path).is_file() else None
     if data is None:
         raise DataError(f"{path}: image file is missing")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if not data.size:
+        raise DataError(f"{path}: {EMPTY_IMAGE}")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # some codecs assert on malformed input instead of returning None
+        image = None
     if image is None:
-        raise DataError(f"{path}: not a readable image (expected PNG, JPEG, BMP, TIFF or WebP)")
+        raise DataError(f"{path}: {UNREADABLE_IMAGE}")
     if image.dtype != np.uint8:  # 16-bit PNG/TIFF
         image = (image / (np.iinfo(image.dtype).max / 255)).astype(np.uint8)
     if image.ndim == 3:

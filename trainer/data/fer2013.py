@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,19 +49,33 @@ def find_csv(path: Path, stem: str) -> Path:
     return path
 
 
+# What a damaged file raises while it is read, and what that means for the user.
+DAMAGED = {
+    EOFError: "the compressed file ends early (an incomplete download?); fetch it again",
+    gzip.BadGzipFile: "not a valid gzip file",
+    zlib.error: "the compressed data is corrupt; fetch the file again",
+    UnicodeDecodeError: "not UTF-8 text",
+    csv.Error: "not valid CSV",
+}
+
+
 def csv_rows(path: Path, required: tuple[str, ...]):
     """(line number, row dict) for each data row, after checking the header."""
     with _open_text(path) as f:
         reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise DataError(
-                f"{path}: line 1: header {','.join(header)!r} lacks column(s) "
-                f"{', '.join(missing)}; expected {','.join(required)}"
-            )
-        for row in reader:
-            yield reader.line_num, row
+        try:
+            header = reader.fieldnames or []
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(
+                    f"{path}: line 1: header {','.join(header)!r} lacks column(s) "
+                    f"{', '.join(missing)}; expected {','.join(required)}"
+                )
+            for row in reader:
+                yield reader.line_num, row
+        except tuple(DAMAGED) as err:
+            reason = next(text for kind, text in DAMAGED.items() if isinstance(err, kind))
+            raise DataError(f"{path}: after line {reader.line_num}: {reason} ({err})") from None
 
 
 def read_fer2013(path: str | Path, skip_bad: bool = False) -> Dataset:
@@ -116,15 +131,10 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
     return np.stack(images) if images else np.empty((0, SIDE, SIDE), np.uint8)
 
 
-def read_ferplus(
-    path: str | Path, skip_bad: bool = False, votes: str | Path | None = None
-) -> Dataset:
-    """FER+ 8 classes: the FER2013 images with the majority vote of 10 raters as the label and
-    the vote distribution in `soft`. Rows FER+ marks as not a face (no image name), rows where
-    `unknown`/`NF` win, and rows without a strict majority are left out (counted in `skipped`).
-    `path` is the folder with both CSVs or `fer2013.csv`; `votes` defaults to
-    `fer2013new.csv` beside it."""
-    base = read_fer2013(path, skip_bad)
+def _votes(base: Dataset, path: Path, votes: str | Path | None):
+    """The FER+ vote rows for the FER2013 rows of `base`: (split, position in it, the 10 vote
+    counts in FERPLUS_EMOTIONS + unknown + NF order, FER+ found a face, where); vote rows with
+    no valid FER2013 row are counted in `base.skipped`."""
     csv_path = find_csv(Path(path), "fer2013")
     votes_path = Path(votes) if votes else find_csv(csv_path.parent, "fer2013new")
     # a vote row matches the FER2013 row on the same line of its file
@@ -133,8 +143,6 @@ def read_ferplus(
         for name, split in base.splits.items()
         for i, w in enumerate(split.where)
     }
-    keep: dict[str, tuple[list, list, list]] = {s: ([], [], []) for s in USAGES.values()}
-    skipped = base.skipped
     rows = 0
     for line, row in csv_rows(
         votes_path, ("Usage", "Image name", *FERPLUS_EMOTIONS, "unknown", "NF")
@@ -142,7 +150,7 @@ def read_ferplus(
         rows += 1
         where = f"{votes_path}:{line}"
         if line not in at_line:
-            skipped.add(f"no matching valid row in {csv_path.name}", where)
+            base.skipped.add(f"no matching valid row in {csv_path.name}", where)
             continue
         split, i = at_line[line]
         if USAGES.get(row["Usage"]) != split:
@@ -154,7 +162,27 @@ def read_ferplus(
             counts = np.array([float(row[c]) for c in (*FERPLUS_EMOTIONS, "unknown", "NF")])
         except (TypeError, ValueError):
             raise DataError(f"{where}: vote counts must be numbers") from None
-        if not row["Image name"].strip():
+        yield split, i, counts, bool(row["Image name"].strip()), where
+    if rows < len(at_line):
+        raise DataError(
+            f"{votes_path}: {rows} vote rows for {len(at_line)} images in {csv_path}; "
+            "expected one vote row per FER2013 row"
+        )
+
+
+def read_ferplus(
+    path: str | Path, skip_bad: bool = False, votes: str | Path | None = None
+) -> Dataset:
+    """FER+ 8 classes: the FER2013 images with the majority vote of 10 raters as the label and
+    the vote distribution in `soft`. Rows FER+ marks as not a face (no image name), rows where
+    `unknown`/`NF` win, and rows without a strict majority are left out (counted in `skipped`).
+    `path` is the folder with both CSVs or `fer2013.csv`; `votes` defaults to
+    `fer2013new.csv` beside it."""
+    base = read_fer2013(path, skip_bad)
+    keep: dict[str, tuple[list, list, list]] = {s: ([], [], []) for s in USAGES.values()}
+    skipped = base.skipped
+    for split, i, counts, face, where in _votes(base, Path(path), votes):
+        if not face:
             skipped.add("not a face (FER+ gives no image name)", where)
             continue
         emotions = counts[:8]
@@ -174,9 +202,37 @@ def read_ferplus(
         source.targets = np.array(targets, np.int64)
         source.soft = np.array(soft, np.float32).reshape(-1, 8)
         splits[name] = source
-    if rows < len(at_line):
-        raise DataError(
-            f"{votes_path}: {rows} vote rows for {len(at_line)} images in {csv_path}; "
-            "expected one vote row per FER2013 row"
-        )
     return Dataset("ferplus", L.FERPLUS, splits, "train", "val", "test", skipped, dict(USAGES))
+
+
+def read_ferplus7(
+    path: str | Path, skip_bad: bool = False, votes: str | Path | None = None
+) -> Dataset:
+    """FER2013's seven classes, trained on FER+ votes: each training face's targets are the
+    raters' votes over the seven FER2013 classes (FER+ names mapped by name; the votes for
+    contempt, unknown and not-a-face dropped), and faces FER+ marks as not a face, or with no
+    vote among the seven, are left out of training (counted in `skipped`). The validation and
+    test splits are FER2013's own, every row with its own label: a model trained here is chosen
+    and scored exactly as one trained on `fer2013`, so the two compare on the same PrivateTest.
+    `Split.targets` of training faces stay FER2013's labels (the accuracy shown while training)."""
+    base = read_fer2013(path, skip_bad)
+    column = [L.index_map(FERPLUS_EMOTIONS, L.FER2013)[k] for k in range(len(FERPLUS_EMOTIONS))]
+    keep, soft = [], []
+    for split, i, counts, face, where in _votes(base, Path(path), votes):
+        if split != "train":
+            continue
+        seven = np.zeros(len(L.FER2013))
+        for k, c in enumerate(column):
+            if c is not None:
+                seven[c] += counts[k]
+        if not face or seven.sum() == 0:
+            base.skipped.add("not a face, or no vote among the seven classes", where)
+            continue
+        keep.append(i)
+        soft.append(seven / seven.sum())
+    train = base.splits["train"].subset(np.array(keep, np.int64))
+    train.soft = np.array(soft, np.float32).reshape(-1, len(L.FER2013))
+    splits = {**base.splits, "train": train}
+    return Dataset(
+        "ferplus7", L.FER2013, splits, "train", "val", "test", base.skipped, dict(USAGES)
+    )

@@ -16,7 +16,9 @@ import numpy as np
 
 from trainer.data import labels as L
 from trainer.data.core import (
+    EMPTY_IMAGE,
     IMAGE_SUFFIXES,
+    UNREADABLE_IMAGE,
     DataError,
     Dataset,
     Rejector,
@@ -62,6 +64,32 @@ def _image_files(folder: Path) -> list[Path]:
         for p in folder.rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
     )
+
+
+def _image_problem(file: Path) -> str | None:
+    """Why `file` cannot be read as an image (missing, empty, a header no decoder knows), or
+    None. For lazily decoded sets: only the header is read, as decoding every file here would
+    take as long as an epoch."""
+    import cv2
+
+    if not file.is_file():
+        return "image file is missing"
+    if file.stat().st_size == 0:
+        return EMPTY_IMAGE
+    if not cv2.haveImageReader(str(file)):
+        return UNREADABLE_IMAGE
+    return None
+
+
+def _readable(files: list[Path], reject: Rejector) -> list[Path]:
+    """The files that pass `_image_problem`; the others are rejected (counted with skip_bad)."""
+    kept = []
+    for f in files:
+        if problem := _image_problem(f):
+            reject(problem, str(f))
+        else:
+            kept.append(f)
+    return kept
 
 
 def _class_folders(root: Path) -> dict[str, Path]:
@@ -168,15 +196,21 @@ def read_folder(path: Path, skip_bad: bool = False, name: str = "folder") -> Dat
                 "same class folders"
             )
     labels = tuple(sorted(classes[ref]))  # sorted for determinism, as ImageFolder does
+    skipped = Skipped()
+    reject = Rejector(skip_bad, skipped)
     splits = {}
     for role, found in classes.items():
-        files = [(f, labels.index(c)) for c, d in sorted(found.items()) for f in _image_files(d)]
+        files = [
+            (f, labels.index(c))
+            for c, d in sorted(found.items())
+            for f in _readable(_image_files(d), reject)
+        ]
         if not files:
             raise DataError(f"{tops[role]}: no image files ({', '.join(IMAGE_SUFFIXES)})")
         paths = [f for f, _ in files]
         splits[role] = _lazy(role, paths, [t for _, t in files], [str(f) for f in paths])
     role = lambda r: r if r in splits else None  # noqa: E731
-    return Dataset(name, labels, splits, role("train"), role("val"), role("test"))
+    return Dataset(name, labels, splits, role("train"), role("val"), role("test"), skipped)
 
 
 def read_caer(path: Path, skip_bad: bool = False) -> Dataset:
@@ -276,8 +310,8 @@ def read_rafdb(path: Path, skip_bad: bool = False) -> Dataset:
             continue
         stem, suffix = name.rsplit(".", 1) if "." in name else (name, "jpg")
         file = images / (f"{stem}_aligned.{suffix}" if aligned else name)
-        if not file.is_file():
-            reject(f"image file is missing (listed at {where})", str(file))
+        if problem := _image_problem(file):
+            reject(problem, str(file))
             continue
         for column, value in zip(parts[split], (file, int(label) - 1, where), strict=True):
             column.append(value)
@@ -289,7 +323,8 @@ def read_rafdb(path: Path, skip_bad: bool = False) -> Dataset:
 def _read_affectnet(path: Path, skip_bad: bool, labels: tuple[str, ...], name: str) -> Dataset:
     """AffectNet manifests `training.csv` / `validation.csv` (column `expression` 0-10; 8-10 are
     none / uncertain / no face) with images at `Manually_Annotated_Images/<subDirectory_filePath>`.
-    Files are not checked here (287k of them): a missing one is reported when decoded."""
+    The 287k files are checked here only with `skip_bad` (the user chose to pay for counting
+    them); otherwise a missing or broken file stops the run when it is decoded."""
     path = Path(path)
     _require_dir(path, "the AffectNet folder with training.csv and validation.csv")
     skipped = Skipped()
@@ -316,7 +351,11 @@ def _read_affectnet(path: Path, skip_bad: bool, labels: tuple[str, ...], name: s
             elif not (row["subDirectory_filePath"] or "").strip():
                 reject("subDirectory_filePath is empty", where)
             else:
-                paths.append(root / row["subDirectory_filePath"].strip())
+                file = root / row["subDirectory_filePath"].strip()
+                if skip_bad and (problem := _image_problem(file)):
+                    reject(problem, str(file))
+                    continue
+                paths.append(file)
                 targets.append(expression)
                 wheres.append(where)
         splits[split] = _lazy(split, paths, targets, wheres)

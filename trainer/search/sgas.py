@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_core.models.genotype import PRIMITIVES, Genotype
+from trainer.flags import non_negative_int, positive_int
 from trainer.search.supernet import (
     EDGES,
     NUM_EDGES,
@@ -334,7 +335,7 @@ def _search_data(config: SGASConfig, dataset) -> tuple[str, Any, np.ndarray, np.
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from trainer.checkpoint import atomic_write
+    from trainer.files import atomic_write
 
     buf = io.StringIO()
     if rows:
@@ -345,7 +346,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from trainer.checkpoint import atomic_write
+    from trainer.files import atomic_write
 
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
 
@@ -364,6 +365,15 @@ def _alphas_json(model: Supernet, status: dict[str, tuple[int, ...]], epoch: int
     return data
 
 
+def _load_state(path: Path) -> Any:
+    """A search state read safely: tensors and plain values only, so a `.pt` cannot run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # the safe unpickler refuses anything else (or the file is damaged)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable SGAS search state ({first})") from None
+
+
 class _Log:
     def __call__(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -373,10 +383,11 @@ def search(config: SGASConfig, resume: bool = False, dataset=None) -> SGASResult
     """Run (or, with `resume`, continue from out/state.pt) an SGAS search; see the module doc."""
     from tqdm import tqdm
 
-    from trainer.checkpoint import atomic_write
     from trainer.data import read_dataset
-    from trainer.inference import as_batch_tensor
-    from trainer.train import resolve_device, rng_state, set_rng_state
+    from trainer.engine.checkpoint import rng_state, set_rng_state
+    from trainer.engine.loop import resolve_device
+    from trainer.engine.views import as_batch_tensor
+    from trainer.files import atomic_write
 
     log = _Log()
     out = Path(config.out)
@@ -385,7 +396,7 @@ def search(config: SGASConfig, resume: bool = False, dataset=None) -> SGASResult
     if resume:
         if not state_path.is_file():
             raise FileNotFoundError(f"{state_path}: no search to resume")
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = _load_state(state_path)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"{state_path}: not an SGAS search state")
         saved = dict(state["config"])
@@ -412,7 +423,7 @@ def search(config: SGASConfig, resume: bool = False, dataset=None) -> SGASResult
     a_index_t = torch.from_numpy(a_index).to(device)
     side = images.shape[-1]
     classes = len(dataset.labels)
-    from trainer.augment import Augment
+    from trainer.engine.augment import Augment
 
     augment = Augment(
         size=config.crop,
@@ -656,7 +667,7 @@ def _write_alphas(out: Path, model: Supernet, status, epoch: int) -> Path:
 
 def draw_cells(genotype: Genotype, path: str | Path) -> Path:
     """The normal and the reduction cell as DAGs (inputs, nodes 0–3, output), edges labelled."""
-    from trainer.plots import _figure, _save
+    from trainer.evaluation.plots import _figure, _save
 
     plt, fig, axes = _figure(1, 2, figsize=(14, 5.5))
     pos = {0: (0.0, 2.2), 1: (0.0, -2.2)}
@@ -735,19 +746,24 @@ def draw_cells(genotype: Genotype, path: str | Path) -> Path:
 
 _FLAGS = (
     ("--criterion", "criterion", int, "edge score: 1 = importance × certainty, 2 = × stability"),
-    ("--epochs", "epochs", int, "planned epochs (0: warmup + decision_freq·8 + 1)"),
-    ("--warmup-epochs", "warmup_epochs", int, "epochs before the first decision"),
-    ("--decision-freq", "decision_freq", int, "epochs between decisions"),
-    ("--history", "history", int, "criterion 2: epochs of p̃ history for the stability term"),
-    ("--layers", "layers", int, "cells in the supernet"),
-    ("--channels", "channels", int, "initial channels C of the supernet"),
-    ("--batch-size", "batch_size", int, "initial batch size"),
-    ("--batch-increase", "batch_increase", int, "batch growth after each decision"),
+    ("--epochs", "epochs", non_negative_int, "planned epochs (0: warmup + decision_freq·8 + 1)"),
+    ("--warmup-epochs", "warmup_epochs", non_negative_int, "epochs before the first decision"),
+    ("--decision-freq", "decision_freq", positive_int, "epochs between decisions"),
+    (
+        "--history",
+        "history",
+        non_negative_int,
+        "criterion 2: epochs of p̃ history for the stability term",
+    ),
+    ("--layers", "layers", positive_int, "cells in the supernet"),
+    ("--channels", "channels", positive_int, "initial channels C of the supernet"),
+    ("--batch-size", "batch_size", positive_int, "initial batch size"),
+    ("--batch-increase", "batch_increase", non_negative_int, "batch growth after each decision"),
     ("--lr", "lr", float, "initial weight learning rate (cosine to lr_min)"),
     ("--arch-lr", "arch_lr", float, "Adam learning rate of α"),
     ("--complexity-weight", "complexity_weight", float, "weight of the α complexity term"),
-    ("--crop", "crop", int, "training crop side in pixels (of 48)"),
-    ("--max-images", "max_images", int, "use this many Training images (0: all)"),
+    ("--crop", "crop", positive_int, "training crop side in pixels (of 48)"),
+    ("--max-images", "max_images", non_negative_int, "use this many Training images (0: all)"),
     ("--train-fraction", "train_fraction", float, "share of the images that trains weights"),
 )
 
@@ -780,12 +796,12 @@ def config_from_args(args) -> SGASConfig:
     return SGASConfig(**values)
 
 
-def run(args) -> int:
+def run(args, dataset=None) -> int:
     threads = getattr(args, "threads", None)
     if threads:
         torch.set_num_threads(int(threads))
     config = config_from_args(args)
-    result = search(config, resume=bool(getattr(args, "resume", False)))
+    result = search(config, resume=bool(getattr(args, "resume", False)), dataset=dataset)
     print(result.genotype.to_text())
     status = "complete" if result.completed else "cut short (completed by p)"
     print(

@@ -387,7 +387,7 @@ class _Search:
         }
 
     def save(self, rng_state: dict[str, Any] | None = None, outputs: bool = True) -> None:
-        from trainer.checkpoint import atomic_write
+        from trainer.files import atomic_write
 
         state = self._state(rng_state or self.rng.bit_generator.state)
         text = json.dumps(state, indent=1)
@@ -421,7 +421,7 @@ class _Search:
         }
 
     def write_outputs(self) -> dict[str, Path]:
-        from trainer.checkpoint import atomic_write
+        from trainer.files import atomic_write
 
         files = {}
         summary = json.dumps(self.summary(), indent=1)
@@ -446,7 +446,7 @@ class _Search:
         return files
 
     def _plot(self) -> Path:
-        from trainer.plots import _figure, _save
+        from trainer.evaluation.plots import _figure, _save
 
         rows = [r for r in self.history if r["best_score"] is not None]
         plt, fig, ax = _figure(figsize=(7, 4))

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from trainer.data.labels import canonical, index_map
-from trainer.evaluate import Evaluation, Predictions, load_predictor, predict
-from trainer.inference import View
-from trainer.metrics import compute
+from trainer.engine.metrics import compute
+from trainer.engine.views import View, inputs
+from trainer.evaluation.evaluate import Evaluation, Predictions, load_predictor, predict
 
 COMBINE = ("logits", "probs")
 SELECT = ("greedy", "all")
@@ -229,7 +229,7 @@ def _targets(run: Predictions, member_labels: list[str], labels: list[str]) -> n
 
 class EnsembleNet(nn.Module):
     """The members in one network. Input: the stored face, N×C×S×S in [0, 1]; each member
-    takes its own view of it (as `View.inputs` does for a uint8 batch), its logits are
+    takes its own view of it (as `views.inputs` does for a uint8 batch), its logits are
     averaged over its test-time views and put in the ensemble's label order, and the members
     are combined as in `combine`."""
 
@@ -246,7 +246,7 @@ class EnsembleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = []
         for i, (model, view) in enumerate(zip(self.members, self.views, strict=True)):
-            logits = torch.stack([model(v) for v in view.inputs(x)]).mean(0)
+            logits = torch.stack([model(v) for v in inputs(view, x)]).mean(0)
             logits = logits.index_select(1, getattr(self, f"order{i}"))
             outs.append(logits if self.mode == "logits" else torch.softmax(logits, dim=1))
         mean = torch.stack(outs).mean(0)
@@ -268,7 +268,7 @@ def torch_member(source: str | Path) -> tuple[nn.Module, View, list[str], dict]:
     """(network in eval mode, its view, its labels, its architecture record) of a trainer
     checkpoint or of a package that holds `model.pt` (its card's view, test-time views
     included)."""
-    from trainer import checkpoint
+    from trainer.engine import checkpoint
 
     try:
         model, state = checkpoint.load_model(source)
@@ -277,7 +277,7 @@ def torch_member(source: str | Path) -> tuple[nn.Module, View, list[str], dict]:
             f"{e} (exporting an ensemble needs each chosen member's torch weights: a trainer "
             "checkpoint, or a package exported with --torch-weights)"
         ) from None
-    return model, View(**state["view"]), list(state["labels"]), state["arch"]
+    return model, state.view, list(state.labels), state.arch
 
 
 def export_ensemble(
@@ -294,7 +294,7 @@ def export_ensemble(
     """The chosen members as one model package (see the module docstring). Every chosen member
     must hold torch weights: a trainer checkpoint, or a package exported with `--torch-weights`
     (ONNX alone cannot be put back into one torch graph)."""
-    from trainer.export import PackageIdentity, write_package
+    from trainer.export.package import PackageIdentity, write_package
 
     parts, archs = [], []
     for i in result.chosen:

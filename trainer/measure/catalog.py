@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fer_core.models import create_model, get_spec, list_models
-from trainer.table import render, size
+from trainer.evaluation.table import render, size
 
 
 @dataclass(frozen=True)

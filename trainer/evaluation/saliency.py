@@ -10,14 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.augment import center
-from trainer.inference import View
+from trainer.engine.augment import center
+from trainer.engine.views import View, normalize
 
 
 def saliency(model: nn.Module, images: torch.Tensor, view: View) -> tuple[np.ndarray, np.ndarray]:
     """(saliency maps N×H×W in [0, 1], predicted class per image) for uint8 N×C×S×S images."""
     model.eval()
-    x = view.normalize(center(images, view.size, view.crop)).requires_grad_(True)
+    x = normalize(view, center(images, view.size, view.crop)).requires_grad_(True)
     logits = model(x)
     top = logits.argmax(1)
     logits.gather(1, top[:, None]).sum().backward()
@@ -36,12 +36,12 @@ def saliency_figure(
     names: list[str] | None = None,
 ) -> Path:
     """A PNG with each image, its saliency map and the overlay, titled true → predicted."""
-    from trainer import checkpoint
-    from trainer.plots import saliency_grid
+    from trainer.engine import checkpoint
+    from trainer.evaluation.plots import saliency_grid
 
     model, state = checkpoint.load_model(checkpoint_path)
-    view = View(**state["view"])
-    labels = state["labels"]
+    view = state.view
+    labels = state.labels
     maps, predicted = saliency(model, images, view)
     shown = (center(images, view.size, view.crop) * 255).round().byte()[:, 0].numpy()
     titles = [

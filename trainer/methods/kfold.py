@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from trainer.checkpoint import atomic_write, load_weights
-from trainer.checkpoint import load as load_checkpoint
 from trainer.data import Dataset
-from trainer.recipes import VIEW_FIELDS, Recipe, get_recipe
+from trainer.engine.checkpoint import load as load_checkpoint
+from trainer.engine.checkpoint import load_weights
+from trainer.engine.recipes import VIEW_FIELDS, Recipe, get_recipe
+from trainer.files import atomic_write
 
 PROTOCOLS = {
     "subject": "subject-independent: each subject's images in exactly one fold, folds balanced "
@@ -195,24 +196,27 @@ def kfold(
     data: str | Path = "",
     split: str = "all",
     command: str = "",
+    teachers: list[str] | None = None,
+    precision: str = "auto",
 ) -> KFoldResult:
     """Fine-tune `checkpoint` on each fold of `dataset[split]` (default recipe
     `ckplus-finetune`, views taken from the checkpoint's recipe) and score it on the held-out
     fold. The held-out fold is the run's validation split only in name: it is reported, never
     used to choose; each fold's figure is its final epoch. Finished folds are not retrained,
-    stopped ones resume from their `last.pt`."""
-    from trainer.train import TrainConfig, train
+    stopped ones resume from their `last.pt`. `teachers` distil into every fold."""
+    from trainer.engine.loop import TrainConfig, train
+    from trainer.methods import standard_callbacks
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use {' or '.join(PROTOCOLS)}")
     out_dir = Path(out_dir)
     state = load_weights(checkpoint)
-    if not state["recipe"]:
+    if not state.views:
         raise ValueError(
             f"{checkpoint}: its card has no train.views (how the network saw its training "
             "images), which fine-tuning keeps; re-export the package with this trainer"
         )
-    recipe = finetune_recipe(recipe or get_recipe("ckplus-finetune"), state["recipe"])
+    recipe = finetune_recipe(recipe or get_recipe("ckplus-finetune"), state.views)
     whole = dataset[split]
     if protocol == "paper":
         if k != PAPER_FOLDS:
@@ -229,6 +233,7 @@ def kfold(
             "k": k,
             "seed": seed,
             "recipe": asdict(recipe),
+            "teachers": list(teachers or []),
             "test": [f.tolist() for f in folds],
         },
     )
@@ -247,6 +252,7 @@ def kfold(
             device=device,
             init=str(checkpoint),
             command=command,
+            precision=precision,
         )
         print(
             f"fold {i}/{len(folds)}: train {len(whole) - len(test)}, test {len(test)}",
@@ -257,10 +263,12 @@ def kfold(
         done = None
         if last.exists():
             stored = load_checkpoint(last)
-            if stored["epoch"] + 1 >= stored["recipe"]["epochs"]:
-                done = stored["history"][-1]  # finished: not retrained
+            if stored.epoch + 1 >= stored.recipe.epochs:
+                done = asdict(stored.history[-1])  # finished: not retrained
         if done is None:
-            done = asdict(train(config, resume=last.exists(), dataset=fold_data).history[-1])
+            callbacks = standard_callbacks(teachers)
+            run_result = train(config, callbacks, resume=last.exists(), dataset=fold_data)
+            done = asdict(run_result.history[-1])
         results.append(
             FoldResult(
                 fold=i,
@@ -294,7 +302,7 @@ def kfold(
 
 
 def format_table(result: KFoldResult) -> str:
-    from trainer.table import render
+    from trainer.evaluation.table import render
 
     pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
     rows = [

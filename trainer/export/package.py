@@ -4,17 +4,24 @@ it, optionally with the torch weights."""
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import json
+import os
+import signal
+import threading
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from trainer.checkpoint import atomic_write
-from trainer.recipes import VIEW_FIELDS
+from fer_core.zoo import CARD, FILES, FORMAT, PackageError
+from trainer.engine.checkpoint import Checkpoint
+from trainer.engine.views import inputs
+from trainer.files import atomic_write
 
 OPSET = 18
 
@@ -59,6 +66,13 @@ def onnx_parity(model: nn.Module, onnx_path: str | Path, images: np.ndarray) -> 
     got = session.run(["logits"], {"image": images.astype(np.float32)})[0]
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(images.astype(np.float32))).numpy()
+    # NaN compares False against any tolerance, so non-finite logits would pass as parity
+    for runtime, logits in (("torch", want), ("onnxruntime", got)):
+        if not np.isfinite(logits).all():
+            raise PackageError(
+                f"{onnx_path}: {runtime} gives non-finite logits (NaN or inf) on real images; "
+                "the weights are broken, so nothing is exported — export an earlier checkpoint"
+            )
     return Parity(
         max_abs_diff=float(np.abs(got - want).max()),
         top1_agreement=float((got.argmax(1) == want.argmax(1)).mean()),
@@ -78,6 +92,9 @@ FRAMING = {
 }
 PARITY_TOLERANCE = 1e-4
 FILE_LIMIT = 50 * 1024 * 1024  # the most one shipped package file may weigh
+# Every file name an export writes into a package folder (`write_package`); the pictures are
+# the confusion matrices and the run's curves.
+PACKAGE_FILES = (CARD, *FILES.values(), "confusion-*.png", "curves.png")
 
 
 @dataclass
@@ -138,16 +155,15 @@ def export_package(
     """Write a model package for a trainer checkpoint (see `write_package`), with the training
     curves of its run."""
     from fer_core.models import get_spec
-    from trainer import checkpoint
-    from trainer.inference import View
+    from trainer.engine import checkpoint
 
     model, state = checkpoint.load_model(checkpoint_path)
-    view = View(**{**state["view"], **({"tta": tta} if tta else {})})
+    view = replace(state.view, tta=tta) if tta else state.view
     identity = PackageIdentity(
         name=name or Path(out).name,
-        family=get_spec(state["arch"]["model"]).family,
-        labels=list(state["labels"]),
-        architecture=state["arch"],
+        family=get_spec(state.arch["model"]).family,
+        labels=list(state.labels),
+        architecture=state.arch,
         train=_train_record(state),
     )
     curves = Path(checkpoint_path).parent / "curves.png"
@@ -193,17 +209,18 @@ def write_package(
     real validation images), model.int8.onnx (calibrated on training images), model.pt with
     `torch_weights` (see `save_torch_weights`), card.json with the package's own metrics on the
     validation and test splits as onnxruntime measures them, and the pictures (confusion
-    matrices, plus `pictures`). The folder is assembled beside `out` and swapped in at the end,
-    so a failed export leaves the old package in place."""
+    matrices, plus `pictures`). The package is assembled in a temporary folder beside `out` and
+    moved in at the end (`swap_in`), so a failed export leaves the old package in place; an
+    `out` that is not an earlier package is refused (`check_package_folder`)."""
     import shutil
 
-    from fer_core.zoo import FILES
-    from trainer.benchmark import benchmark_package
+    from trainer.evaluation.latency import benchmark_package
 
     out = Path(out)
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    check_package_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{os.getpid()}.staging")
+    staging.mkdir()  # never an earlier folder of that name: mkdir refuses it, nothing is removed
     try:
         files, parity = _write_models(model, view, dataset, staging, int8, calibration_images)
         if torch_weights:
@@ -233,26 +250,88 @@ def write_package(
         for picture in pictures:
             shutil.copyfile(picture, staging / picture.name)
         _write_card(staging, card)
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        with interrupts_deferred():
+            swap_in(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return PackageResult(out, card, parity, agreement)
 
 
+def _is_package_file(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in PACKAGE_FILES)
+
+
+def check_package_folder(out: Path) -> None:
+    """Refuse an existing `out` that an export may not write into: anything but an empty folder
+    or an earlier package (a card.json of this format and nothing but package files), so that
+    an export never replaces or deletes files it did not write, such as a run's checkpoints."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PackageError(f"{out}: exists and is not a folder; --out must name a package folder")
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return
+    card = out / CARD
+    try:
+        fmt = json.loads(card.read_text()).get("format", FORMAT)  # the reader's default
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    if fmt != FORMAT:
+        raise PackageError(
+            f"{out}: exists and is not a model package (no {CARD} of format {FORMAT}); "
+            "export into a new or empty folder"
+        )
+    others = [n for n in names if not _is_package_file(n)]
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise PackageError(
+            f"{out}: holds files an export does not write ({shown}); move them away or export "
+            "into a new folder"
+        )
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold a Ctrl-C until the block ends, then raise it: what the block moves is never left
+    half moved. Python handles signals in the main thread only, so elsewhere nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def swap_in(staging: Path, out: Path) -> None:
+    """Make the package assembled in `staging` the package at `out`: a new folder is renamed
+    into place whole; into an earlier package each file is renamed over its namesake (each
+    rename atomic, the card last, so the card never names files that are not there yet), then
+    the earlier package's files the new one lacks are removed. Other files are never touched."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    new = {p.name for p in staging.iterdir()}
+    for name in [*sorted(new - {CARD}), CARD]:
+        os.replace(staging / name, out / name)
+    for stale in out.iterdir():
+        if stale.name not in new and _is_package_file(stale.name):
+            stale.unlink()
+
+
 def _write_models(model, view, dataset, staging: Path, int8: bool, calibration_images: int):
     """model.onnx, checked on real validation faces fed exactly as the package will be, and
     model.int8.onnx calibrated on a fixed random draw of training faces."""
-    from fer_core.zoo import FILES
-    from trainer.evaluate import split_images
+    from trainer.evaluation.evaluate import split_images
 
     fp32 = export_onnx(model, staging / FILES["fp32"], (view.channels, view.size, view.size))
     val_images, _ = split_images(dataset, dataset.val, view)
-    parity = onnx_parity(model, fp32, view.inputs(val_images[:256])[0].numpy())
+    parity = onnx_parity(model, fp32, inputs(view, val_images[:256])[0].numpy())
     if parity.max_abs_diff > PARITY_TOLERANCE:
         raise ValueError(
             f"{fp32}: onnxruntime differs from torch by {parity.max_abs_diff:.2e}"
@@ -262,7 +341,7 @@ def _write_models(model, view, dataset, staging: Path, int8: bool, calibration_i
     if int8:
         train_images, _ = split_images(dataset, dataset.train, view)
         pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))
-        chosen = view.inputs(train_images[pick[:calibration_images]])[0].numpy()
+        chosen = inputs(view, train_images[pick[:calibration_images]])[0].numpy()
         batches = list(np.split(chosen, max(1, len(chosen) // 32)))
         files.append(quantize_int8(fp32, staging / FILES["int8"], batches))
     return files, parity
@@ -281,21 +360,30 @@ def save_torch_weights(model: nn.Module, path: Path) -> str:
     return dtype
 
 
-def _train_record(state: dict) -> dict:
+def _train_record(state: Checkpoint) -> dict:
     """The card's `train`: how a checkpoint was trained, from the checkpoint itself."""
+    if state.recipe is None or state.data is None:
+        raise ValueError("export takes a trainer checkpoint (a run's best.pt), not a package")
     return {
-        "dataset": state["dataset"]["name"],
-        "command": state["command"],
-        "recipe": state["recipe"]["name"],
-        "epochs": state["recipe"]["epochs"],
-        "seed": state["seed"],
-        "checkpoint_epoch": state["epoch"] + 1,
-        "selected_on": f"{state['dataset']['val']} top-1 (best epoch)",
-        "wall_seconds": round(sum(r["seconds"] for r in state["history"]), 1),
-        "init": state.get("init"),
+        "dataset": state.data.name,
+        "command": state.command,
+        "recipe": state.recipe.name,
+        "epochs": state.recipe.epochs,
+        "seed": state.seed,
+        "checkpoint_epoch": state.epoch + 1,
+        "selected_on": f"{state.data.val} top-1 (best epoch)",
+        "wall_seconds": round(sum(r.seconds for r in state.history), 1),
+        "init": state.init,
+        "precision": state.precision,
+        "methods": sorted(state.callbacks),
+        "teachers": state.callbacks.get("distill", {}).get("teachers", []),
         # what k-fold fine-tuning from the package keeps (`checkpoint.load_weights`)
-        "views": {f: state["recipe"][f] for f in (*VIEW_FIELDS, "tencrop_train")},
+        "views": _plain(state.views),
     }
+
+
+def _plain(views: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in views.items()}
 
 
 def _card(identity: PackageIdentity, model, view, files: list[Path], parity: Parity) -> dict:
@@ -305,21 +393,17 @@ def _card(identity: PackageIdentity, model, view, files: list[Path], parity: Par
     complexity = measure(model, (view.channels, view.size, view.size))
     data = identity.train["dataset"]
     return {
+        "format": FORMAT,
         "name": identity.name,
         "family": identity.family,
         "labels": identity.labels,
-        "input_size": [view.size, view.size],
-        "channels": view.channels,
-        "scale": view.scale,
-        "mean": list(view.mean),
-        "std": list(view.std),
+        **view.card_fields(),
         "crop": {
             "framing": data,
             "fraction": view.crop,
             "description": FRAMING.get(data, "as in the dataset")
             + f"; the network sees the centre {view.crop:.4g} of that square",
         },
-        "tta": view.tta,
         "params": complexity.params,
         "macs": complexity.macs,
         "architecture": identity.architecture,
@@ -336,7 +420,12 @@ def _write_card(folder: Path, card: dict) -> None:
 def _score(staging: Path, dataset, name: str, int8: bool, threads: int) -> dict:
     """The package's metrics on the validation and test splits (fp32, and int8 where shipped),
     with a confusion-matrix picture per split."""
-    from trainer.evaluate import as_card_metrics, confusion_picture, evaluate, load_predictor
+    from trainer.evaluation.evaluate import (
+        as_card_metrics,
+        confusion_picture,
+        evaluate,
+        load_predictor,
+    )
 
     metrics = {}
     for precision in ("fp32", "int8") if int8 else ("fp32",):
@@ -352,8 +441,8 @@ def _score(staging: Path, dataset, name: str, int8: bool, threads: int) -> dict:
 
 def _int8_agreement(staging: Path, dataset, view, threads: int) -> float:
     """How often the int8 model's top-1 equals the fp32 model's on the test split."""
-    from trainer.evaluate import load_predictor, split_images
-    from trainer.inference import logits_for
+    from trainer.engine.views import logits_for
+    from trainer.evaluation.evaluate import load_predictor, split_images
 
     images, _ = split_images(dataset, dataset.test or dataset.val, view)
     top1 = [

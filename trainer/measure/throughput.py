@@ -1,15 +1,16 @@
-"""Training throughput (images/s) of this project's training path next to a plain per-image
-DataLoader baseline of the same model: what `python -m trainer throughput` prints.
+"""Training throughput (images/s) of this project's training path, optionally next to a plain
+per-image DataLoader baseline of the same model: what `python -m trainer throughput` prints.
 
 Both paths train on the same synthetic data in FER2013's stored shape (random uint8 grey 48×48
 faces, random labels), with the model family's recipe (or a named one), one crop per image:
 
 * project: the images live on the device as one uint8 tensor and each batch is augmented there
-  (`Augment`: crop, zoom, rotation, flip, jitter, erasing), normalised, made channels-last where
-  the recipe says so, and stepped by `Step` (bf16 autocast on CUDA) — as `trainer.train.train`;
-* baseline: a `DataLoader` over a per-image `Dataset` that turns each face into a PIL image and
-  applies the equivalent torchvision transforms in worker processes, then the same `Step` in
-  float32 without channels-last.
+  (`Augment`: crop, zoom, rotation, flip, jitter, erasing), normalised and stepped by `Step` in
+  the run's `Precision` (bf16 autocast and channels-last where the hardware has native bf16) —
+  exactly as `trainer.engine.loop.Run` trains;
+* baseline (`--baseline`): a `DataLoader` over a per-image `Dataset` that turns each face into a
+  PIL image and applies the equivalent torchvision transforms in worker processes, then the same
+  `Step` in float32 without channels-last.
 """
 
 from __future__ import annotations
@@ -24,19 +25,13 @@ import torch
 
 from fer_core.models import create_model, get_spec
 from trainer.data import Split
-from trainer.inference import View
-from trainer.recipes import FAMILY_RECIPE, Recipe, get_recipe
-from trainer.table import render
-from trainer.train import (
-    Batches,
-    Step,
-    _augment,
-    make_optimizer,
-    mix,
-    resolve_device,
-    training_batch,
-    view_of,
-)
+from trainer.engine.batches import Batches, augment_for, make_batch, mixup
+from trainer.engine.loop import resolve_device
+from trainer.engine.networks import view_of
+from trainer.engine.recipes import FAMILY_RECIPE, Recipe, get_recipe
+from trainer.engine.step import Batch, Precision, Step, make_optimizer, soft_targets
+from trainer.engine.views import View
+from trainer.evaluation.table import render
 
 IMAGES, SIDE, CLASSES = 2048, 48, 7  # FER2013's stored format: grey 48×48, 7 classes
 DEFAULT_MODELS = ("vgg-fer-s", "vgg-fer", "zennet-r-sa", "zennet-m-sa", "autofernet")
@@ -44,16 +39,17 @@ DEFAULT_MODELS = ("vgg-fer-s", "vgg-fer", "zennet-r-sa", "zennet-m-sa", "autofer
 
 @dataclass(frozen=True)
 class Throughput:
-    model: str
+    name: str
     recipe: str
     device: str
+    precision: str  # the project path's (`Precision.describe`)
     threads: int
-    workers: int  # the baseline's DataLoader workers
     batch_size: int
     input: str  # C×H×W fed to the network
-    project_img_s: float
-    baseline_img_s: float
-    speedup: float
+    images_per_s: float  # the project's training path
+    workers: int | None = None  # the baseline's DataLoader workers
+    baseline_img_s: float | None = None
+    speedup: float | None = None
 
 
 def synthetic_data(n: int = IMAGES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -84,10 +80,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _model(name: str, device: torch.device, channels_last: bool) -> torch.nn.Module:
+def _model(name: str, device: torch.device, precision: Precision) -> torch.nn.Module:
     torch.manual_seed(0)  # the same initial weights on both paths
-    model = create_model(name).to(device).train()
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    return precision.model(create_model(name).to(device).train())
 
 
 def project_steps(
@@ -97,22 +92,23 @@ def project_steps(
     labels: np.ndarray,
     batch_size: int,
     device: torch.device,
+    precision: Precision,
 ) -> Iterator[int]:
-    """Training steps as `trainer.train.train` takes them, endlessly (a new order per epoch)."""
+    """Training steps as `trainer.engine.loop.Run` takes them, endlessly (a new order per
+    epoch)."""
     view = view_of({"model": name}, recipe)
-    data = Batches(Split("synthetic", labels, images), SIDE, view.channels, device)
-    augment = _augment(recipe, recipe.train_size or view.size)
-    model = _model(name, device, recipe.channels_last)
-    step = Step(model, make_optimizer(model, recipe), recipe, device)
+    data = Batches(Split("synthetic", labels, images), SIDE, view.channels, device, CLASSES)
+    augment = augment_for(recipe, recipe.train_size or view.size)
+    model = _model(name, device, precision)
+    step = Step(model, make_optimizer(model, recipe), recipe, device, precision)
     gen = torch.Generator(device).manual_seed(0)
     mix_rng = np.random.default_rng(0)
     while True:
-        for batch, idx in data(torch.randperm(len(data)), batch_size):
-            x, y, targets = training_batch(
-                batch, data.targets[idx].to(device), recipe, view, augment, gen, mix_rng, CLASSES
-            )
-            step(x, targets)
-            yield len(y)
+        for images_, index in data(torch.randperm(len(data)), batch_size):
+            batch = make_batch(images_, index, data, recipe, view, augment, gen, mix_rng, 0)
+            batch.x = precision.input(batch.x)
+            step(batch)
+            yield len(batch.y)
 
 
 def per_image_transform(recipe: Recipe, view: View, size: int) -> Callable:
@@ -176,6 +172,7 @@ def baseline_steps(
 ) -> Iterator[int]:
     """Training steps fed by a per-image DataLoader, in float32 without channels-last."""
     recipe = recipe.override(amp=False, channels_last=False)
+    fp32 = Precision.choose(recipe, device, "fp32")
     view = view_of({"model": name}, recipe)
     transform = per_image_transform(recipe, view, recipe.train_size or view.size)
     loader = torch.utils.data.DataLoader(
@@ -186,14 +183,17 @@ def baseline_steps(
         persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
     )
-    model = _model(name, device, channels_last=False)
-    step = Step(model, make_optimizer(model, recipe), recipe, device)
+    model = _model(name, device, fp32)
+    step = Step(model, make_optimizer(model, recipe), recipe, device, fp32)
     gen = torch.Generator(device).manual_seed(0)
     mix_rng = np.random.default_rng(0)
     while True:
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            step(*mix(x, y, recipe, gen, mix_rng, CLASSES))
+            targets = soft_targets(y, CLASSES, recipe.label_smoothing)
+            if recipe.mixup:
+                x, targets = mixup(x, targets, recipe.mixup, gen, mix_rng)
+            step(Batch(x, x, y, targets, torch.arange(len(y)), 0))
             yield len(y)
 
 
@@ -205,11 +205,15 @@ def throughput(
     threads: int = 0,
     workers: int = 2,
     recipe: str | None = None,
+    precision: str = "auto",
+    baseline: bool = False,
 ) -> Throughput:
-    """Training images/s of `name` on both paths; `threads` 0 keeps torch's choice."""
+    """Training images/s of `name` on the project's path (and on the per-image baseline when
+    `baseline`); `threads` 0 keeps torch's choice."""
     dev = resolve_device(device) if isinstance(device, str) else device
     chosen = get_recipe(recipe or FAMILY_RECIPE[get_spec(name).family])
     chosen = chosen.override(tencrop_train=False)  # one crop per image on both paths
+    how = Precision.choose(chosen, dev, precision)
     view = view_of({"model": name}, chosen)
     size = chosen.train_size or view.size
     images, labels = synthetic_data()
@@ -218,57 +222,42 @@ def throughput(
     if threads:
         torch.set_num_threads(threads)
     try:
-        steps = project_steps(name, chosen, images, labels, batch_size, dev)
+        steps = project_steps(name, chosen, images, labels, batch_size, dev, how)
         project = images_per_s(steps, seconds, dev)
-        steps = baseline_steps(name, chosen, images, labels, batch_size, dev, workers)
-        baseline = images_per_s(steps, seconds, dev)
-        steps.close()  # ends the DataLoader's workers
+        base = None
+        if baseline:
+            steps = baseline_steps(name, chosen, images, labels, batch_size, dev, workers)
+            base = images_per_s(steps, seconds, dev)
+            steps.close()  # ends the DataLoader's workers
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
 
     return Throughput(
-        model=name,
+        name=name,
         recipe=chosen.name,
         device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type,
+        precision=how.describe(),
         threads=used_threads,
-        workers=workers,
         batch_size=batch_size,
         input=f"{view.channels}×{size}×{size}",
-        project_img_s=project,
-        baseline_img_s=baseline,
-        speedup=project / baseline if baseline > 0 else math.inf,
+        images_per_s=project,
+        workers=workers if baseline else None,
+        baseline_img_s=base,
+        speedup=None if base is None else project / base if base > 0 else math.inf,
     )
 
 
 def format_table(rows: list[Throughput]) -> str:
+    optional = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
     return render(
-        (
-            "model",
-            "recipe",
-            "input C×H×W",
-            "device",
-            "threads",
-            "workers",
-            "batch",
-            "project img/s",
-            "baseline img/s",
-            "speed-up",
-        ),
+        ("model", "recipe", "input C×H×W", "device", "precision", "threads", "batch",
+         "images/s", "baseline img/s", "speed-up"),
         [
-            (
-                r.model,
-                r.recipe,
-                r.input,
-                r.device,
-                str(r.threads),
-                str(r.workers),
-                str(r.batch_size),
-                f"{r.project_img_s:.1f}",
-                f"{r.baseline_img_s:.1f}",
-                f"{r.speedup:.2f}×",
-            )
+            (r.name, r.recipe, r.input, r.device, r.precision, str(r.threads),
+             str(r.batch_size), f"{r.images_per_s:.1f}", optional(r.baseline_img_s, ".1f"),
+             optional(r.speedup, ".2f"))
             for r in rows
         ],
-        align="lllrrrrrrr",
-    )
+        align="llllllrrrr",
+    )  # fmt: skip

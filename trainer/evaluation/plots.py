@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.engine.callbacks import Callback
+
 
 def _figure(*args, **kwargs):
     import matplotlib
@@ -19,7 +21,7 @@ def _figure(*args, **kwargs):
 
 
 def _save(plt, fig, path: str | Path) -> Path:
-    from trainer.checkpoint import atomic_write
+    from trainer.files import atomic_write
 
     fig.tight_layout()
     out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
@@ -130,3 +132,10 @@ def flips_figure(
     _grid(fig, ax_grid, total, labels, labels, cells, max(int(total.max()), 1), "Purples")
     ax_grid.set(xlabel="trained as", ylabel="dataset label", title="flips, all epochs")
     return _save(plt, fig, path)
+
+
+class Curves(Callback):
+    """`curves.png` in the run folder, redrawn after every epoch."""
+
+    def on_epoch_end(self, run, row, ckpt) -> None:
+        training_curves(run.history, run.out / "curves.png")

@@ -17,8 +17,8 @@ import torch
 
 from trainer.data import Dataset
 from trainer.data.labels import index_map
-from trainer.inference import View, as_batch_tensor, logits_for, torch_forward
-from trainer.metrics import Metrics, compute
+from trainer.engine.metrics import Metrics, compute
+from trainer.engine.views import View, as_batch_tensor, logits_for, torch_forward
 
 
 @dataclass
@@ -39,10 +39,10 @@ def load_predictor(
     """A trainer checkpoint (`.pt`) or a model package (its folder, card or ONNX file)."""
     path = Path(path)
     if path.suffix in (".pt", ".pth"):
-        from trainer import checkpoint
+        from trainer.engine import checkpoint
 
         model, state = checkpoint.load_model(path)
-        channels_last = state["recipe"].get("channels_last", False)
+        channels_last = state.recipe is not None and state.recipe.channels_last
         model = model.to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -50,8 +50,8 @@ def load_predictor(
             str(path),
             "torch",
             "fp32",
-            list(state["labels"]),
-            View(**state["view"]),
+            list(state.labels),
+            state.view,
             torch_forward(model, channels_last),
         )
     from fer_core.zoo import FILES, load_package
@@ -64,21 +64,8 @@ def load_predictor(
         "onnxruntime",
         precision,
         list(package.card.labels),
-        package_view(package.card),
+        View.from_card(package.card),
         onnx_forward(package.model_file(precision), threads),
-    )
-
-
-def package_view(card) -> View:
-    """What a package's network sees, from its card."""
-    return View(
-        size=card.input_size[0],
-        crop=card.crop.get("fraction", 1.0),
-        channels=card.channels,
-        scale=card.scale,
-        mean=tuple(card.mean),
-        std=tuple(card.std),
-        tta=card.tta,
     )
 
 
@@ -197,7 +184,7 @@ def evaluate(
 
 def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
     """`evaluation.json` and `confusion.png` in `out`."""
-    from trainer.checkpoint import atomic_write
+    from trainer.files import atomic_write
 
     out = Path(out)
     text = json.dumps(asdict(evaluation), indent=2)
@@ -209,7 +196,7 @@ def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
 def confusion_picture(evaluation: Evaluation, path: str | Path, name: str | None = None) -> Path:
     """The confusion matrix as a PNG titled with the model (`name`, default its file name),
     the split and the top-1."""
-    from trainer.plots import confusion
+    from trainer.evaluation.plots import confusion
 
     m = evaluation.metrics
     title = (

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer import checkpoint
-from trainer.recipes import Recipe
+from trainer.data import Dataset
+from trainer.engine import checkpoint
+from trainer.engine.callbacks import Callback
+from trainer.engine.checkpoint import Checkpoint
+from trainer.engine.recipes import Recipe
+from trainer.engine.step import Batch, Plateau, lr_at, soft_targets
 
 START_EPOCH = 1  # the first epoch (0-based) that relabels; epoch 0 trains on the plain labels
 
@@ -116,8 +122,8 @@ class Flips:
     def write(self, out: Path) -> dict[str, Path]:
         """`flips.csv` (epoch, from, to, count, plus a row per epoch with the total) and
         `flips.png` (flips per epoch, and the (from, to) matrix of all epochs)."""
-        from trainer.checkpoint import atomic_write
-        from trainer.plots import flips_figure
+        from trainer.evaluation.plots import flips_figure
+        from trainer.files import atomic_write
 
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -135,52 +141,92 @@ class Flips:
         }
 
 
-class Relabeler:
-    """The rule and its flip counts, as the training loop uses them batch by batch."""
+class Relabel(Callback):
+    """The rule applied to every batch from `START_EPOCH` on, with its flip counts."""
+
+    key = "relabel"
 
     def __init__(self, rule: RelabelRule, labels: list[str], flips: Flips | None = None):
         self.rule, self.flips = rule, flips or Flips(list(labels))
+        self.smoothing = 0.0
 
-    def active(self, epoch: int) -> bool:
-        return epoch >= START_EPOCH
+    def on_fit_start(self, run) -> None:
+        if run.recipe.mixup:
+            raise ValueError("relabel training needs hard labels: the recipe's mixup must be 0")
+        self.smoothing = run.recipe.label_smoothing
 
-    def targets(self, y: torch.Tensor, classes: int, smoothing: float) -> Retarget:
-        """The batch's targets as a function of its logits (for `Step`); after the step,
-        `.y` holds the labels the batch was trained on."""
-        return Retarget(self, y, classes, smoothing)
+    def on_epoch_start(self, run, epoch: int) -> None:
+        self.flips.start_epoch()
 
-    def state(self) -> dict[str, Any]:
+    def on_logits(self, batch: Batch, logits: torch.Tensor) -> None:
+        if batch.epoch < START_EPOCH:
+            return
+        new = self.rule.apply(logits, batch.y)
+        self.flips.add(batch.y, new)
+        # the batch's loss and accuracy count against the labels it trained on
+        batch.y = new
+        batch.targets = soft_targets(new, batch.targets.shape[1], self.smoothing)
+
+    def on_epoch_end(self, run, row, ckpt) -> None:
+        self.flips.write(run.out)
+        print(f"relabel: {self.flips.summary()}", file=sys.stderr, flush=True)
+
+    def state_dict(self) -> dict[str, Any]:
         return {"rule": asdict(self.rule), "flips": asdict(self.flips)}
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        stored = RelabelRule.from_dict(state["rule"])
+        if stored != self.rule:
+            raise ValueError(
+                f"resuming: the run relabels with {stored.describe()}, not {self.rule.describe()}"
+            )
+        self.flips = Flips(**state["flips"])
+
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Relabeler:
+    def from_state(cls, state: dict[str, Any]) -> Relabel:
         return cls(RelabelRule.from_dict(state["rule"]), [], Flips(**state["flips"]))
 
+    def describe(self) -> str:
+        return f"relabel ({self.rule.describe()})"
 
-class Retarget:
-    def __init__(self, relabeler: Relabeler, y: torch.Tensor, classes: int, smoothing: float):
-        self.relabeler, self.y, self.classes, self.smoothing = relabeler, y, classes, smoothing
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        from trainer.train import soft_targets
+class Snapshots(Callback):
+    """`snapshot-85.pt` / `snapshot-90.pt`: the first epoch whose training accuracy reaches
+    85 % / 90 %, the starting points of relabel training (weights only)."""
 
-        new = self.relabeler.rule.apply(logits, self.y)
-        self.relabeler.flips.add(self.y, new)
-        self.y = new
-        return soft_targets(new, self.classes, self.smoothing)
+    key = "snapshots"
+    LEVELS = (85, 90)
+
+    def __init__(self, taken: list[int] | None = None):
+        self.taken = list(taken or [])
+
+    def on_epoch_end(self, run, row, ckpt) -> None:
+        for level in self.LEVELS:
+            if level not in self.taken and row.train_top1 * 100 >= level:
+                self.taken.append(level)
+                ckpt.callbacks[self.key] = self.state_dict()
+                checkpoint.save(run.out / f"snapshot-{level}.pt", ckpt.weights_only())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"taken": list(self.taken)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.taken = list(state["taken"])
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Snapshots:
+        return cls(state["taken"])
 
 
 # ------------------------------------------------------------------------------ the command
 
 
-def relabel_recipe(snapshot: dict[str, Any], epochs: int = 100, lr: float | None = None) -> Recipe:
+def relabel_recipe(snapshot: Checkpoint, epochs: int = 100, lr: float | None = None) -> Recipe:
     """The snapshot run's recipe, continued as relabel training (see the module docstring)."""
-    from trainer.train import Plateau, lr_at
-
-    base = Recipe.from_dict(snapshot["recipe"])
-    done = snapshot["epoch"] + 1
+    base = snapshot.recipe
+    done = snapshot.epoch + 1
     if lr is None:
-        lr = lr_at(base, done, Plateau(**snapshot["plateau"]))
+        lr = lr_at(base, done, Plateau(**snapshot.schedule))
         if lr <= 0.01 * base.lr:
             raise ValueError(
                 f"the snapshot's schedule has run down (lr {lr:.2e} at epoch {done} of "
@@ -212,7 +258,7 @@ def rule_for(
     or softmax-only when `fes_path` is None."""
     if fes_path is None:
         return RelabelRule(relabel_threshold, fes_threshold)
-    from trainer.fes import FES
+    from trainer.methods.fes import FES
 
     fes = FES.load(fes_path)
     matrix = fes.in_order(labels)
@@ -238,16 +284,19 @@ def relabel(
     resume: bool = False,
     skip_bad: bool = False,
     command: str = "",
+    precision: str = "auto",
+    callbacks: Sequence[Callback] = (),
+    dataset: Dataset | None = None,
 ):
     """Fine-tune `snapshot` with the relabel rule; returns the TrainResult (flip statistics
-    in the run folder)."""
-    from trainer.train import TrainConfig, train
+    in the run folder). `callbacks` run beside the rule (curves, distillation)."""
+    from trainer.engine.loop import TrainConfig, train
 
     state = checkpoint.load(snapshot)
     recipe = relabel_recipe(state, epochs, lr).override(**(overrides or {}))
     if recipe.mixup:
         raise ValueError("relabel training needs hard labels: mixup must be 0")
-    rule = rule_for(list(state["labels"]), fes_path, relabel_threshold, fes_threshold)
+    rule = rule_for(list(state.labels), fes_path, relabel_threshold, fes_threshold)
     config = TrainConfig(
         model=str(snapshot),
         dataset=dataset_name,
@@ -259,6 +308,7 @@ def relabel(
         skip_bad=skip_bad,
         command=command,
         init=str(snapshot),
-        relabel=rule,
+        precision=precision,
     )
-    return train(config, resume=resume)
+    relabeling = [Relabel(rule, list(state.labels)), *callbacks]
+    return train(config, relabeling, resume=resume, dataset=dataset)

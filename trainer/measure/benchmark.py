@@ -3,10 +3,7 @@ count: what `python -m trainer benchmark` prints."""
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,16 +11,10 @@ import numpy as np
 import torch
 
 from fer_core.models import create_model, get_spec
-from fer_core.zoo import ONNX_PRECISIONS, load_package, open_session
-from trainer.export import export_onnx
-from trainer.table import render, size
-
-
-@dataclass(frozen=True)
-class Timing:
-    median_ms: float
-    p90_ms: float
-    runs: int
+from fer_core.zoo import open_session
+from trainer.evaluation.latency import PackageLatency, Timing, time_calls
+from trainer.evaluation.table import render, size
+from trainer.export.package import export_onnx
 
 
 @dataclass(frozen=True)
@@ -34,32 +25,6 @@ class Latency:
     threads: int
     torch: Timing
     onnxruntime: Timing
-
-
-def time_calls(
-    fn: Callable[[], object],
-    seconds: float,
-    warmup: int = 3,
-    min_runs: int = 5,
-    max_runs: int = 500,
-) -> Timing:
-    """Call `fn` after a warm-up until `seconds` have passed (within the run bounds)."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_runs and (
-        len(times) < min_runs or time.perf_counter() - start < seconds
-    ):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return Timing(
-        median_ms=statistics.median(times),
-        p90_ms=times[min(len(times) - 1, int(0.9 * len(times)))],
-        runs=len(times),
-    )
 
 
 def benchmark_model(name: str, threads: int = 1, seconds: float = 3.0) -> Latency:
@@ -83,42 +48,6 @@ def benchmark_model(name: str, threads: int = 1, seconds: float = 3.0) -> Latenc
         ort_timing = time_calls(lambda: session.run(None, {"image": image}), seconds)
 
     return Latency(name, list(spec.input_size), spec.channels, threads, torch_timing, ort_timing)
-
-
-@dataclass(frozen=True)
-class PackageLatency:
-    name: str
-    input_size: list[int]
-    channels: int
-    tta: str
-    threads: int
-    fp32: Timing
-    int8: Timing | None
-
-
-def benchmark_package(name_or_path: str, threads: int = 1, seconds: float = 3.0) -> PackageLatency:
-    """Single-face latency of a model package in onnxruntime, as the app classifies a face:
-    normalisation and every live test-time view (a flip card runs two forwards)."""
-    from fer_core.classify import Classifier
-
-    package = load_package(name_or_path)
-    card = package.card
-    shape = (1, *card.input_size) + ((card.channels,) if card.channels > 1 else ())
-    face = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    timings = {}
-    for precision in ONNX_PRECISIONS:
-        if package.has(precision):
-            classifier = Classifier(package, precision=precision, threads=threads)
-            timings[precision] = time_calls(lambda c=classifier: c.logits(face), seconds)
-    return PackageLatency(
-        card.name,
-        list(card.input_size),
-        card.channels,
-        card.tta,
-        threads,
-        timings["fp32"],
-        timings.get("int8"),
-    )
 
 
 def _versus(base: Timing, other: Timing | None) -> tuple[str, ...]:

@@ -55,8 +55,10 @@ class Recipe:
     erase_area: tuple[float, float] = (0.02, 0.2)
     autoaugment: bool = False  # ImageNet policy, per image
     lighting: float = 0.0  # PCA lighting σ (RGB models)
-    channels_last: bool = False
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    kd_temperature: float = 4.0  # distillation (`--teacher`): softening of both distributions
+    kd_weight: float = 1.0  # distillation: weight of the T²-scaled KL term beside the CE
+    channels_last: bool = False  # (always on with CPU bf16, see `trainer.engine.step`)
+    amp: bool = True  # bf16 autocast on CUDA (on CPUs: where native, see `--precision`)
 
     def drop_path_at(self, epoch: int) -> float:
         return self.drop_path * (self.drop_path_from + epoch) / (self.drop_path_over or self.epochs)

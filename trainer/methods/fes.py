@@ -144,8 +144,8 @@ def fes_from_votes(path: str | Path) -> FES:
 def write_fes(fes: FES, out: str | Path, threshold: float = 0.03) -> dict[str, Path]:
     """`out` (JSON) and a heat-map PNG beside it (same name, `.png`), both written atomically;
     pairs above `threshold` are outlined in the picture's title."""
-    from trainer.checkpoint import atomic_write
-    from trainer.plots import heatmap
+    from trainer.evaluation.plots import heatmap
+    from trainer.files import atomic_write
 
     out = Path(out)
     text = json.dumps(fes.to_dict(), indent=2) + "\n"

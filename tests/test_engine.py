@@ -1,0 +1,131 @@
+"""The training engine's contracts beyond learning: runs that are extended and refuse silent
+changes on resume, distillation from a teacher, soft targets, seeded subsets, checkpoints that
+cannot run code, and the loss that stops a run when it stops being a number."""
+
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from tests.conftest import tiny_recipe
+from trainer.cli import main
+from trainer.engine import checkpoint
+
+
+@pytest.fixture
+def flags(tiny_fer2013):
+    return ["--dataset", "fer2013", "--data", str(tiny_fer2013), "--threads", "1"]
+
+
+TINY = ["--recipe", "cpu-fast", "--batch-size", "32", "--lr", "0.02", "--warmup-epochs", "0"]
+
+
+def test_a_finished_run_is_extended_by_a_larger_epochs(tiny_run, flags, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    assert main(["train", "--resume", "--out", str(run), *flags, "--epochs", "4"]) == 0
+    state = checkpoint.load(run / "last.pt")
+    assert state.epoch + 1 == 4 == state.recipe.epochs and len(state.history) == 4
+    assert set(state.callbacks) == {"snapshots"}  # the run's own callbacks came back
+
+
+@pytest.mark.parametrize(
+    ("given", "refused"),
+    [
+        (["--lr", "0.5"], "--lr"),
+        (["--seed", "3"], "--seed"),
+        (["--teacher", "x.pt"], "--teacher"),
+        (["--epochs", "2"], "--epochs 2"),
+    ],
+)
+def test_a_resume_refuses_what_it_would_ignore(tiny_run, flags, given, refused, capsys):
+    assert main(["train", "--resume", "--out", str(tiny_run[0]), *flags, *given]) == 2
+    err = capsys.readouterr().err.strip()
+    assert refused in err and len(err.splitlines()) == 1
+
+
+def test_distillation_from_a_package_of_another_label_order(tiny_run, flags, tmp_path):
+    """The teacher's classes are matched by name: a teacher whose outputs are listed in reverse
+    order teaches the same thing; the checkpoint and card record it."""
+    teacher = checkpoint.load(tiny_run[0] / "best.pt")
+    order = list(reversed(range(7)))
+    teacher.labels = [teacher.labels[i] for i in order]
+    for key, value in teacher.model.items():
+        if "classifier" in key and value.shape[:1] == (7,):
+            teacher.model[key] = value[torch.tensor(order)]
+    checkpoint.save(tmp_path / "teacher.pt", teacher)
+    out = tmp_path / "student"
+    argv = ["train", "--model", "vgg-fer-s", *flags, *TINY, "--epochs", "1", "--out", str(out)]
+    assert main([*argv, "--teacher", str(tmp_path / "teacher.pt"), "--kd-weight", "2"]) == 0
+    state = checkpoint.load(out / "last.pt")
+    assert state.callbacks["distill"] == {"teachers": [str(tmp_path / "teacher.pt")]}
+    assert state.recipe.kd_weight == 2
+
+
+def test_distillation_term_is_zero_when_student_matches_teacher():
+    from trainer.engine.step import Batch
+    from trainer.methods.distill import Distill
+
+    d = Distill(["t.pt"])
+    logits = torch.randn(5, 7)
+    batch = Batch(torch.zeros(5, 1, 4, 4), torch.zeros(5, 1, 4, 4), torch.zeros(5), logits, 0, 0)
+    batch.extras["teacher"] = logits.clone()
+    assert float(d.extra_loss(batch, logits)) == pytest.approx(0.0, abs=1e-6)
+    batch.extras["teacher"] = -logits
+    assert float(d.extra_loss(batch, logits)) > 0.1
+
+
+def test_a_teacher_must_know_every_class(tiny_run, flags, tmp_path, capsys):
+    teacher = checkpoint.load(tiny_run[0] / "best.pt")
+    teacher.labels = [*teacher.labels[:6], "contempt"]
+    checkpoint.save(tmp_path / "t.pt", teacher)
+    argv = ["train", "--model", "vgg-fer-s", *flags, *TINY, "--epochs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "s"), "--teacher", str(tmp_path / "t.pt")]) == 2
+    assert "has no class neutral" in capsys.readouterr().err
+
+
+def test_soft_targets_train_and_max_images_subsets(tiny_fer2013, tmp_path):
+    """A split with vote distributions trains on them; --max-images keeps a seeded subset."""
+    import numpy as np
+
+    from trainer.data import read_dataset
+    from trainer.engine.loop import TrainConfig, train
+
+    data = read_dataset("fer2013", tiny_fer2013)
+    train_split = data["train"]
+    train_split.soft = np.full((len(train_split), 7), 1 / 7, np.float32)
+    train_split.soft[np.arange(len(train_split)), train_split.targets] += 0.5
+    train_split.soft /= train_split.soft.sum(1, keepdims=True)
+    config = TrainConfig(
+        "vgg-fer-s", "fer2013", str(tiny_fer2013), str(tmp_path / "soft"),
+        tiny_recipe(epochs=1), max_images=100,
+    )  # fmt: skip
+    result = train(config, dataset=data)
+    assert result.history[0].train_loss > 0
+    state = checkpoint.load(tmp_path / "soft" / "last.pt")
+    assert state.data.max_images == 100 and state.data.fingerprint["train"] == 336
+
+
+def test_checkpoints_cannot_run_code(tmp_path, capsys):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": checkpoint.FORMAT, "arch": Payload()}, bad)
+    with pytest.raises(ValueError, match="not a readable trainer checkpoint"):
+        checkpoint.load(bad)
+    bad.write_bytes(pickle.dumps({"x": Payload()}))
+    with pytest.raises(ValueError, match="not a readable trainer checkpoint"):
+        checkpoint.load(bad)
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_a_non_finite_loss_stops_the_run(flags, tmp_path, capsys):
+    out = tmp_path / "nan"
+    argv = ["train", "--model", "vgg-fer-s", *flags, *TINY, "--epochs", "2", "--out", str(out)]
+    assert main([*argv, "--lr", "1e12"]) == 2
+    err = capsys.readouterr().err
+    assert "the training loss became" in err and "lower --lr" in err
+    assert not (out / "best.pt").exists()

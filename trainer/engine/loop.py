@@ -1,0 +1,403 @@
+"""`python -m trainer train`: fit a network to a dataset with a recipe, validating after every
+epoch. A `Run` is set up (fresh, or resumed from `last.pt`), then each epoch is trained,
+validated and saved; relabeling, distillation, snapshots and curves plug in as callbacks
+(`trainer.engine.callbacks`).
+
+The run folder holds `last.pt` (resumable: optimiser, schedule and RNG state, written last, so it
+marks the epoch as done), `best.pt` (best validation top-1, weights only) and `metrics.csv`.
+A run stopped at any point continues from `last.pt` exactly as if it had not stopped — batch
+order and augmentation are drawn from generators seeded by (seed, epoch) and the global RNG
+states are restored — on this machine or on a fresh clone that holds the run folder: the data
+is found where `--data` says and checked against the run's fingerprint. Resuming with a larger
+`epochs` extends the run (a cosine schedule is stretched to the new length from there on).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.data import Dataset, read_dataset
+from trainer.engine import checkpoint
+from trainer.engine.batches import Batches, augment_for, make_batch, stored_side
+from trainer.engine.callbacks import Callback
+from trainer.engine.checkpoint import COMMIT_LIMIT, Checkpoint, DataRecord, EpochRow
+from trainer.engine.metrics import Metrics, compute
+from trainer.engine.networks import describe_architecture, init_from, view_of
+from trainer.engine.recipes import Recipe
+from trainer.engine.rundir import claim_run_dir
+from trainer.engine.step import Plateau, Precision, Step, lr_at, make_optimizer
+from trainer.engine.views import View, logits_for, torch_forward
+from trainer.files import atomic_write
+
+
+@dataclass
+class TrainConfig:
+    model: str  # registry name, genotype / structure-string file, checkpoint or package
+    dataset: str
+    data: str
+    out: str
+    recipe: Recipe | None  # None when resuming: the run's own (with `epochs` if given)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto | bf16 | fp32 (`Precision.choose`)
+    skip_bad: bool = False
+    command: str = ""
+    init: str | None = None  # start from these weights (fine-tuning)
+    model_options: dict[str, Any] = field(default_factory=dict)  # builder options (layers=8)
+    max_images: int = 0  # train on a seeded subset of this many images (0: all)
+    epochs: int | None = None  # resuming: extend the run to this many epochs
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    epochs: int
+    best_epoch: int
+    best_val_top1: float
+    history: list[EpochRow] = field(default_factory=list)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device here; use --device cpu")
+    return torch.device(device)
+
+
+def fingerprint(dataset: Dataset) -> dict[str, Any]:
+    """What identifies the data a run trains on, wherever its files lie."""
+    return {
+        "labels": list(dataset.labels),
+        "train": len(dataset[dataset.train]),
+        "val": len(dataset[dataset.val]),
+    }
+
+
+def seeded_subset(dataset: Dataset, max_images: int, seed: int) -> Dataset:
+    """The dataset with its training split cut to `max_images` images drawn with `seed`."""
+    split = dataset[dataset.train]
+    if not max_images or max_images >= len(split):
+        return dataset
+    pick = np.sort(np.random.default_rng(seed).choice(len(split), max_images, replace=False))
+    splits = {**dataset.splits, dataset.train: split.subset(pick)}
+    return Dataset(
+        **{**{f.name: getattr(dataset, f.name) for f in fields(dataset)}, "splits": splits}
+    )
+
+
+class Run:
+    """One training run. `Run(config, callbacks).fit()`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        callbacks: Sequence[Callback] = (),
+        resume: bool = False,
+        dataset: Dataset | None = None,
+    ):
+        self.config, self.callbacks = config, list(callbacks)
+        self.out = Path(config.out)
+        self.device = resolve_device(config.device)
+        self.resume, self._dataset = resume, dataset
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> None:
+        config = self.config
+        prior = checkpoint.load(self.out / "last.pt") if self.resume else None
+        if prior is not None and not prior.resumable:
+            raise ValueError(f"{self.out / 'last.pt'}: holds no optimiser state to resume from")
+        self.seed = prior.seed if prior else config.seed
+        max_images = prior.data.max_images if prior else config.max_images
+        dataset = self._dataset or read_dataset(config.dataset, config.data, config.skip_bad)
+        if not dataset.train or not dataset.val:
+            raise ValueError(f"dataset {dataset.name} has no train/validation splits to train on")
+        self.data_record = DataRecord(
+            dataset.name,
+            str(config.data),
+            dataset.train,
+            dataset.val,
+            fingerprint(dataset),
+            max_images,
+        )
+        self.dataset = seeded_subset(dataset, max_images, self.seed)
+        self.labels = list(dataset.labels)
+        if prior is not None:
+            self._check_resume(prior)
+            self.arch, self.view = prior.arch, prior.view
+            self.recipe = prior.recipe.override(epochs=config.epochs or prior.recipe.epochs)
+        else:
+            self.arch = describe_architecture(config.model, len(self.labels))
+            self.arch["overrides"].update(config.model_options)
+            self.recipe = config.recipe
+            self.view = view_of(self.arch, self.recipe)
+        self.precision = Precision.choose(self.recipe, self.device, config.precision)
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed)
+        random.seed(self.seed)
+        self.model = self.precision.model(checkpoint.build_model(self.arch).to(self.device))
+        self.optimizer = make_optimizer(self.model, self.recipe)
+        self.plateau = Plateau()
+        self.history: list[EpochRow] = []
+        self.start_epoch, self.best = 0, {"epoch": -1, "top1": -1.0}
+        if prior is None and config.init:
+            fresh = init_from(self.model, config.init, self.labels)
+            print(
+                f"initialised from {config.init}; fresh: {', '.join(fresh) or 'nothing'}",
+                file=sys.stderr,
+            )
+        if prior is not None:
+            self.model.load_state_dict(prior.model)
+            self.optimizer.load_state_dict(prior.optimizer)
+            self.plateau = Plateau(**prior.schedule)
+            self.history = list(prior.history)
+            self.start_epoch, self.best = prior.epoch + 1, dict(prior.best)
+            for cb in self.callbacks:
+                if cb.key:
+                    cb.load_state_dict(prior.callbacks[cb.key])
+            checkpoint.set_rng_state(prior.rng)
+        self.init = prior.init if prior else config.init
+        self.command = (
+            prior.command
+            if prior
+            else config.command or "trainer.engine.loop.train() called from Python"
+        )
+        train_size = self.recipe.train_size or self.view.size
+        train_split = self.dataset[self.dataset.train]
+        side = stored_side(train_split, self.view, train_size, self.recipe)
+        classes = len(self.labels)
+        self.train_data = Batches(train_split, side, self.view.channels, self.device, classes)
+        self.val_data = Batches(
+            self.dataset[self.dataset.val], side, self.view.channels, self.device, classes, False
+        )
+        self.augment = augment_for(self.recipe, train_size)
+        self.sample_weights = None
+        if self.recipe.balanced:
+            counts = torch.bincount(self.train_data.targets, minlength=classes).clamp(min=1)
+            self.sample_weights = (1.0 / counts.float())[self.train_data.targets]
+
+    def _check_resume(self, prior: Checkpoint) -> None:
+        """A resume continues the run it finds, on the same data, with the same methods; the
+        only change it takes is a larger `epochs`. Anything else given is refused."""
+        where = self.out / "last.pt"
+        if prior.labels != self.labels:
+            raise ValueError(
+                f"{where} was trained on labels {prior.labels}, but the dataset has {self.labels}"
+            )
+        if prior.data is not None and prior.data.fingerprint != self.data_record.fingerprint:
+            raise ValueError(
+                f"{where}: trained on {prior.data.name} {prior.data.fingerprint}, but --data "
+                f"{self.config.data} holds {self.data_record.fingerprint}"
+            )
+        if self.config.recipe is not None:
+            stored, given = asdict(prior.recipe), asdict(self.config.recipe)
+            changed = sorted(k for k in given if k != "epochs" and given[k] != stored[k])
+            if changed:
+                raise ValueError(
+                    f"resuming {where}: the recipe's {', '.join(changed)} differ from the run's; "
+                    "a resume takes only a larger --epochs"
+                )
+        if self.config.epochs is not None and self.config.epochs < prior.epoch + 1:
+            raise ValueError(
+                f"--epochs {self.config.epochs}: {where} has already trained {prior.epoch + 1} "
+                "epochs; give at least that many to extend it"
+            )
+        keys = sorted(cb.key for cb in self.callbacks if cb.key)
+        if keys != sorted(prior.callbacks):
+            raise ValueError(
+                f"resuming {where}: the run was trained with [{', '.join(sorted(prior.callbacks))}]"
+                f" but is resumed with [{', '.join(keys)}]"
+            )
+
+    # ------------------------------------------------------------------ the run
+
+    def fit(self) -> TrainResult:
+        with claim_run_dir(self.out, resume=self.resume):
+            self._setup()
+            print(
+                f"training {self.arch['model']} on {self.data_record.name}: "
+                f"{len(self.train_data)} images, {self.precision.describe()}, "
+                f"epochs {self.start_epoch + 1}–{self.recipe.epochs}",
+                file=sys.stderr,
+            )
+            for cb in self.callbacks:
+                cb.on_fit_start(self)
+            for epoch in range(self.start_epoch, self.recipe.epochs):
+                row, val = self.epoch(epoch)
+                self.save(epoch, row, val)
+        return TrainResult(
+            self.out, self.recipe.epochs, int(self.best["epoch"]), self.best["top1"], self.history
+        )
+
+    def epoch(self, epoch: int) -> tuple[EpochRow, Metrics]:
+        from tqdm import tqdm
+
+        recipe, device = self.recipe, self.device
+        gen_cpu = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        gen_dev = torch.Generator(device).manual_seed(self.seed * 1_000_003 + epoch)
+        mix_rng = np.random.default_rng([self.seed, epoch])
+        n = len(self.train_data)
+        if self.sample_weights is None:
+            order = torch.randperm(n, generator=gen_cpu)
+        else:
+            order = torch.multinomial(self.sample_weights, n, True, generator=gen_cpu)
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch)
+        if hasattr(self.model, "drop_path_prob"):
+            self.model.drop_path_prob = recipe.drop_path_at(epoch)
+        self.model.train()
+        step = Step(self.model, self.optimizer, recipe, device, self.precision, self.callbacks)
+        steps = math.ceil(n / recipe.batch_size)
+        seen = correct = 0
+        loss_sum, lr = 0.0, recipe.lr
+        t0 = time.perf_counter()
+        bar = tqdm(
+            self.train_data(order, recipe.batch_size),
+            total=steps,
+            unit="batch",
+            desc=f"epoch {epoch + 1}/{recipe.epochs}",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+        for i, (images, index) in enumerate(bar):
+            lr = lr_at(recipe, epoch + i / steps, self.plateau)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            batch = make_batch(
+                images,
+                index,
+                self.train_data,
+                recipe,
+                self.view,
+                self.augment,
+                gen_dev,
+                mix_rng,
+                epoch,
+            )
+            batch.x = self.precision.input(batch.x)
+            for cb in self.callbacks:
+                cb.on_batch(self, batch)
+            loss, logits = step(batch)
+            seen += len(batch.y)
+            correct += int((logits.argmax(1) == batch.y).sum())
+            loss_sum += loss * len(batch.y)
+            bar.set_postfix(
+                loss=f"{loss_sum / seen:.3f}",
+                acc=f"{100 * correct / seen:.1f}%",
+                lr=f"{lr:.2e}",
+                img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+            )
+        bar.close()
+        seconds = time.perf_counter() - t0
+        val = self.validate()
+        if recipe.schedule == "plateau":
+            self.plateau.update(val.top1, recipe.plateau_factor, recipe.plateau_patience)
+        row = EpochRow(
+            epoch=epoch + 1,
+            lr=lr,
+            train_loss=loss_sum / max(seen, 1),
+            train_top1=correct / max(seen, 1),
+            val_loss=val.loss,
+            val_top1=val.top1,
+            val_macro_f1=val.macro_f1,
+            images_per_s=seen / seconds,
+            seconds=seconds,
+        )
+        self.history.append(row)
+        print(
+            f"epoch {epoch + 1}: train {100 * row.train_top1:.2f}%  val {val.summary()}  "
+            f"{row.images_per_s:.0f} img/s",
+            file=sys.stderr,
+            flush=True,
+        )
+        return row, val
+
+    def validate(self) -> Metrics:
+        return evaluate_split(
+            self.model,
+            self.val_data,
+            self.view,
+            self.labels,
+            self.device,
+            self.precision.channels_last,
+        )
+
+    def save(self, epoch: int, row: EpochRow, val: Metrics) -> None:
+        improved = val.top1 > self.best["top1"]
+        if improved:
+            self.best = {"epoch": epoch + 1, "top1": val.top1}
+        ckpt = Checkpoint(
+            arch=self.arch,
+            labels=self.labels,
+            view=self.view,
+            model=self.model.state_dict(),
+            recipe=self.recipe,
+            data=self.data_record,
+            seed=self.seed,
+            command=self.command,
+            init=self.init,
+            precision=self.precision.name,
+            epoch=epoch,
+            history=list(self.history),
+            best=dict(self.best),
+            val_metrics=asdict(val),
+            schedule=asdict(self.plateau),
+            callbacks={cb.key: cb.state_dict() for cb in self.callbacks if cb.key},
+            optimizer=self.optimizer.state_dict(),
+            rng=checkpoint.rng_state(),
+        )
+        if improved:
+            checkpoint.save(self.out / "best.pt", ckpt.weights_only())
+        write_metrics(self.out / "metrics.csv", self.history)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, row, ckpt)
+        last = checkpoint.save(self.out / "last.pt", ckpt)  # last: it marks the epoch as done
+        if last.stat().st_size > COMMIT_LIMIT:
+            print(
+                f"note: {last} is {last.stat().st_size / 2**20:.0f} MiB, over the 50 MiB a "
+                "repository file may hold",
+                file=sys.stderr,
+            )
+
+
+def train(
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    dataset: Dataset | None = None,
+) -> TrainResult:
+    return Run(config, callbacks, resume, dataset).fit()
+
+
+def evaluate_split(
+    model: nn.Module, batches: Batches, view: View, labels, device, channels_last: bool = False
+) -> Metrics:
+    logits = logits_for(torch_forward(model, channels_last), batches.images, view, device=device)
+    targets = batches.targets.numpy()
+    loss = (
+        float(F.cross_entropy(torch.from_numpy(logits), batches.targets)) if len(targets) else 0.0
+    )
+    return compute(logits, targets, labels, loss=loss)
+
+
+def write_metrics(path: Path, history: list[EpochRow]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(asdict(history[0])))
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in history)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))

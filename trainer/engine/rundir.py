@@ -1,0 +1,79 @@
+"""A run folder claimed for one run: checked before the first epoch (a folder that cannot be
+written, or a nearly full disk, is found now rather than when the first checkpoint is saved),
+and locked so that a second run into the same `--out` is refused instead of overwriting the
+first one's checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+MIN_FREE = 64 * 2**20  # room for a few checkpoints of the project's models
+LOCK = ".lock"  # left in place on exit: removing a lock file races with the next claimant
+
+
+class RunDirError(ValueError):
+    """A run folder that cannot be used: not writable, too full, taken, or already a run."""
+
+
+@contextlib.contextmanager
+def claim_run_dir(out: Path, *, resume: bool) -> Iterator[Path]:
+    """Create `out` if needed, check it is a writable folder (write and remove a probe file,
+    and check free space ≥ 64 MiB), take an exclusive non-blocking fcntl lock on out/.lock
+    held until exit (a second run into the same folder gets RunDirError naming the folder
+    and saying another run holds it); for a new run (resume False) refuse a folder that
+    already holds last.pt (RunDirError: 'use --resume or another --out')."""
+    out = Path(out)
+    _check_writable(out)
+    _check_free_space(out)
+    fd = _lock(out)
+    try:
+        if not resume and (out / "last.pt").exists():
+            raise RunDirError(
+                f"{out}: already holds a run (last.pt); use --resume or another --out"
+            )
+        yield out
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _check_writable(out: Path) -> None:
+    probe = out / f".write-probe-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(f"{out}: not a writable folder ({err.strerror or err})") from None
+
+
+def _check_free_space(out: Path) -> None:
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE:
+        raise RunDirError(
+            f"{out}: only {free / 2**20:.1f} MiB free on its disk; a run needs at least "
+            f"{MIN_FREE // 2**20} MiB"
+        )
+
+
+def _lock(out: Path) -> int:
+    """An open descriptor of out/.lock holding an exclusive flock (per open file, so a second
+    claim is refused even from the same process), with the holder's pid written in it."""
+    path = out / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = path.read_text().strip() or "unknown"
+        os.close(fd)
+        raise RunDirError(
+            f"{out}: another run (pid {holder}) holds this folder; wait for it to finish or "
+            "use another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd

@@ -1,0 +1,236 @@
+"""One optimisation step, and what it runs in.
+
+Precision: bf16 autocast for the forward and backward passes where the hardware computes bf16
+natively (CUDA with the recipe's `amp`; CPUs with AVX512-BF16 or AMX), fp32 elsewhere — on a CPU
+without native bf16 the emulation is slower than fp32. The loss, the gradients' clipping and the
+optimiser step stay fp32 (the parameters are fp32; autocast only casts the convolutions' inputs).
+Channels-last memory where the recipe asks for it, and always with CPU bf16, where oneDNN's
+blocked bf16 kernels want it (measured: `python -m trainer throughput`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.engine.recipes import Recipe
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+class NonFiniteLoss(ValueError):
+    """The loss became NaN or infinite (a learning rate too high, most often): the run cannot
+    continue from this state."""
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 natively (Linux flags avx512_bf16 or amx_bf16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+@dataclass(frozen=True)
+class Precision:
+    dtype: torch.dtype | None  # autocast dtype; None = fp32 throughout
+    channels_last: bool
+    why: str
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.dtype is torch.bfloat16 else "fp32"
+
+    def describe(self) -> str:
+        memory = "channels-last" if self.channels_last else "NCHW"
+        return f"{self.name} ({self.why}), {memory}"
+
+    @classmethod
+    def choose(cls, recipe: Recipe, device: torch.device, wanted: str = "auto") -> Precision:
+        """`wanted`: auto (bf16 where native), bf16 (refused where it would be emulated on a CPU
+        — slower — or is not supported), fp32."""
+        if wanted not in PRECISIONS:
+            raise ValueError(f"--precision {wanted!r}: expected one of {', '.join(PRECISIONS)}")
+        if device.type == "cuda":
+            native = torch.cuda.is_bf16_supported()
+            why = "CUDA bf16 autocast" if native else "this GPU has no bf16"
+            use = native and (wanted == "bf16" or (wanted == "auto" and recipe.amp))
+        else:
+            native = cpu_has_bf16()
+            why = "the CPU has AVX512-BF16/AMX" if native else "the CPU lacks native bf16"
+            use = native and wanted != "fp32"
+        if wanted == "bf16" and not native:
+            raise ValueError(f"--precision bf16: {why}; use --precision fp32 or auto")
+        if wanted == "fp32":
+            why = "asked for"
+        bf16_cpu = use and device.type == "cpu"
+        return cls(torch.bfloat16 if use else None, recipe.channels_last or bf16_cpu, why)
+
+    def model(self, model: nn.Module) -> nn.Module:
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(
+            device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+        )
+
+
+@dataclass
+class Batch:
+    """One training batch as it moves through a step. `x01` is the augmented (and mixed) batch
+    in [0, 1] before normalisation: what teachers see in their own views. Callbacks may replace
+    `y` and `targets` (relabeling) and keep per-batch data in `extras` (teacher logits)."""
+
+    x01: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor  # the labels the batch's accuracy counts against
+    targets: torch.Tensor  # soft targets of the loss, N × classes
+    index: torch.Tensor  # positions in the training split
+    epoch: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def soft_targets(y: torch.Tensor, classes: int, smoothing: float) -> torch.Tensor:
+    t = F.one_hot(y, classes).float()
+    return t * (1 - smoothing) + smoothing / classes
+
+
+class Step:
+    """Forward (with the auxiliary head where the network has one), loss against the batch's
+    soft targets plus the callbacks' terms, backward, clipping and the optimiser (SAM: twice).
+    Callbacks see the first forward pass's logits (`on_logits`) before the loss is formed, and
+    add terms to it (`extra_loss`) in every pass."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        recipe: Recipe,
+        device: torch.device,
+        precision: Precision,
+        callbacks: Sequence[Any] = (),
+    ):
+        self.model, self.optimizer, self.recipe = model, optimizer, recipe
+        self.device, self.precision, self.callbacks = device, precision, callbacks
+
+    def loss(self, batch: Batch, first: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, detached float logits)."""
+        with self.precision.autocast(self.device):
+            out = self.model(batch.x)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
+        logits = logits.float()  # the loss in fp32
+        if first:
+            for cb in self.callbacks:
+                cb.on_logits(batch, logits.detach())
+        loss = F.cross_entropy(logits, batch.targets)
+        if aux is not None and self.recipe.aux_weight:
+            loss = loss + self.recipe.aux_weight * F.cross_entropy(aux.float(), batch.targets)
+        for cb in self.callbacks:
+            extra = cb.extra_loss(batch, logits)
+            if extra is not None:
+                loss = loss + extra
+        return loss, logits.detach()
+
+    def __call__(self, batch: Batch) -> tuple[float, torch.Tensor]:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, logits = self.loss(batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLoss(
+                f"the training loss became {value} at epoch {batch.epoch + 1}; lower --lr (now "
+                f"{self.optimizer.param_groups[0]['lr']:.3g}) or set --grad-clip; the last "
+                "finished epoch's checkpoint is intact"
+            )
+        loss.backward()
+        if self.recipe.optimizer == "sam-adam":
+            self._sam_second_pass(batch, params)
+        if self.recipe.grad_clip:
+            nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
+        self.optimizer.step()
+        return value, logits
+
+    def _sam_second_pass(self, batch: Batch, params: list[torch.Tensor]) -> None:
+        """Ascend to the worst point within radius ρ, take the gradient there, come back."""
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.norm(torch.stack([g.norm(2) for g in grads]), 2) + 1e-12
+        moved = []
+        with torch.no_grad():
+            for p in params:
+                if p.grad is not None:
+                    e = p.grad * (self.recipe.sam_rho / norm)
+                    p.add_(e)
+                    moved.append((p, e))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss(batch, first=False)[0].backward()
+        with torch.no_grad():
+            for p, e in moved:
+                p.sub_(e)
+
+
+# ---------------------------------------------------------------------- optimiser and schedule
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if recipe.decay_norm_and_bias or p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
+        )
+    if recipe.optimizer in ("adam", "sam-adam"):
+        return torch.optim.Adam(groups, lr=recipe.lr)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}; use sgd, adam or sam-adam")
+
+
+@dataclass
+class Plateau:
+    """ReduceLROnPlateau on validation top-1 (mode max), as data so it lives in the checkpoint."""
+
+    scale: float = 1.0
+    best: float = -1.0
+    bad_epochs: int = 0
+
+    def update(self, value: float, factor: float, patience: int) -> None:
+        if value > self.best:
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > patience:
+            self.scale *= factor
+            self.bad_epochs = 0
+
+
+def lr_at(recipe: Recipe, progress: float, plateau: Plateau) -> float:
+    """Learning rate at `progress` epochs into the run (fractional: updated every step)."""
+    if recipe.warmup_epochs and progress < recipe.warmup_epochs:
+        return recipe.lr * progress / recipe.warmup_epochs
+    if recipe.schedule == "cosine":
+        span = max(recipe.epochs - recipe.warmup_epochs, 1e-9)
+        t = min((progress - recipe.warmup_epochs) / span, 1.0)
+        return recipe.lr * 0.5 * (1 + math.cos(math.pi * t))
+    if recipe.schedule == "exponential":
+        return recipe.lr * recipe.gamma ** math.floor(progress)
+    if recipe.schedule == "plateau":
+        return recipe.lr * plateau.scale
+    if recipe.schedule == "constant":
+        return recipe.lr
+    raise ValueError(f"unknown schedule {recipe.schedule!r}")

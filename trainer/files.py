@@ -1,0 +1,32 @@
+"""Files the trainer writes: atomically (a temp file beside the target, then a rename), so an
+interrupted write never leaves a truncated file under the final name, with the permissions of
+any other file the user creates (mkstemp's 0600 relaxed to the umask's default)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
+    """Call `write(tmp_path)`, then rename the temp file over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
