@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
 ORGANISATION, APPLICATION = "fer-desktop", "FER desktop"
 
@@ -29,7 +29,11 @@ class AppSettings:
     mirror: bool = False
     blendshapes: bool = False  # MediaPipe's 52 scores in recordings' CSV
     output_folder: str = ""  # snapshots and recordings; "" is ~/Pictures/fer-desktop
-    geometry: bytes = b""  # the window's, as Qt saves it
+    # the window's size and place, its docks and toolbar, the view / side panel split: as
+    # Qt saves them (stored as Qt's byte arrays, readable by any Qt program)
+    geometry: bytes = b""
+    window_state: bytes = b""
+    splitter: bytes = b""
 
     def folder(self) -> Path:
         return Path(self.output_folder or _default_folder())
@@ -44,7 +48,7 @@ class AppSettings:
                 if isinstance(default, bool):  # INI files give "true"/"false" back as text
                     value = value if isinstance(value, bool) else str(value).lower() == "true"
                 elif isinstance(default, bytes):
-                    value = bytes(value)
+                    value = bytes(value.data()) if isinstance(value, QByteArray) else bytes(value)
                 else:
                     value = type(default)(value)
             except (TypeError, ValueError):
@@ -54,7 +58,7 @@ class AppSettings:
 
     def save(self, store: QSettings) -> None:
         for name, value in asdict(self).items():
-            store.setValue(name, value)
+            store.setValue(name, QByteArray(value) if isinstance(value, bytes) else value)
         store.sync()
 
 

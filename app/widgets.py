@@ -11,7 +11,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
-from fer_core.overlay import colour
+from fer_core.overlay import colour, tag_rect
 from fer_core.results import FaceResult
 
 
@@ -41,6 +41,7 @@ class VideoView(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
 
     def show_frame(self, picture: np.ndarray, selected_box=None) -> None:
+        """`selected_box`: x0, y0, x1, y1 (frame pixels) to outline, or None."""
         self.image = to_qimage(picture)
         self.selected_box = selected_box
         self.update()
@@ -67,12 +68,12 @@ class VideoView(QWidget):
         target = self._target()
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.drawImage(target, self.image)
-        if self.selected_box is not None:
+        if self.selected_box is not None:  # around the face and its tag, never through them
             k = target.width() / self.image.width()
-            x, y, w, h = self.selected_box
+            x0, y0, x1, y1 = self.selected_box
             painter.setPen(QPen(QColor(255, 255, 255), 2, Qt.PenStyle.DashLine))
-            painter.drawRect(QRectF(target.x() + x * k - 3, target.y() + y * k - 3,
-                                    w * k + 6, h * k + 6))  # fmt: skip
+            painter.drawRect(QRectF(target.x() + x0 * k - 4, target.y() + y0 * k - 4,
+                                    (x1 - x0) * k + 8, (y1 - y0) * k + 8))  # fmt: skip
 
     def mousePressEvent(self, event) -> None:
         if self.image is None:
@@ -84,8 +85,17 @@ class VideoView(QWidget):
             self.face_clicked.emit((p.x() - target.x()) * k, (p.y() - target.y()) * k)
 
 
+def selection_region(face: FaceResult, width: int) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 around a face's box and its label tag (frame pixels; the frame is
+    `width` wide)."""
+    x, y, w, h = face.box
+    tx0, ty0, tx1, _ = tag_rect(face, width)
+    return min(x, tx0), min(y, ty0), max(x + w, tx1), y + h
+
+
 class ProbabilityPanel(QWidget):
-    """The selected face: its id and label, and one bar per class (smoothed, in %)."""
+    """The selected face: its id and label, and one bar per class (smoothed) with its
+    percentage beside it, right-aligned (not over the bar's colour)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -96,34 +106,46 @@ class ProbabilityPanel(QWidget):
         layout.addWidget(self.title)
         layout.addLayout(self.grid)
         self.bars: dict[str, QProgressBar] = {}
+        self.percents: dict[str, QLabel] = {}
 
     def set_labels(self, labels: Sequence[str]) -> None:
         if list(self.bars) == list(labels):
             return
         while self.grid.count():
             self.grid.takeAt(0).widget().deleteLater()
-        self.bars = {}
+        self.bars, self.percents = {}, {}
         for row, label in enumerate(labels):
             self.grid.addWidget(QLabel(label), row, 0)
             bar = QProgressBar()
             bar.setRange(0, 100)
-            bar.setFormat("%p %")
-            bar.setStyleSheet(f"QProgressBar::chunk {{ background: {rgb(label).name()}; }}")
+            bar.setTextVisible(False)
+            bar.setFixedHeight(14)
+            bar.setStyleSheet(
+                "QProgressBar { border: 1px solid #888; border-radius: 2px; background: #f4f4f4; }"
+                f"QProgressBar::chunk {{ background: {rgb(label).name()}; }}"
+            )
+            percent = QLabel("0 %")
+            percent.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            percent.setMinimumWidth(percent.fontMetrics().horizontalAdvance("100 %") + 4)
             self.grid.addWidget(bar, row, 1)
-            self.bars[label] = bar
+            self.grid.addWidget(percent, row, 2)
+            self.bars[label], self.percents[label] = bar, percent
 
     def show_face(self, face: FaceResult | None) -> None:
         if face is None:
             self.title.setText("No face")
-            for bar in self.bars.values():
+            for label, bar in self.bars.items():
                 bar.setValue(0)
+                self.percents[label].setText("–")
             return
         state = {None: "", 1.0: " · calibrated"}.get(face.calibration)
         if state is None:
             state = f" · calibrating {face.calibration:.0%}: hold a neutral face"
         self.title.setText(f"Face #{face.track_id}: {face.label} ({face.score:.0%}){state}")
         for label, bar in self.bars.items():
-            bar.setValue(round(100 * face.probs.get(label, 0.0)))
+            value = round(100 * face.probs.get(label, 0.0))
+            bar.setValue(value)
+            self.percents[label].setText(f"{value} %")
 
     def values(self) -> dict[str, int]:
         return {label: bar.value() for label, bar in self.bars.items()}
@@ -141,22 +163,26 @@ class EmotionTimeline(QWidget):
         self.plot.setLabel("bottom", "seconds")
         self.plot.setMouseEnabled(False, False)
         self.plot.hideButtons()
-        self.legend = self.plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.legend = QLabel()  # below the plot: a legend inside would hide its oldest part
+        self.legend.setWordWrap(True)
         self.curves: dict[str, pg.PlotDataItem] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.legend)
 
     def set_labels(self, labels: Sequence[str]) -> None:
         if list(self.curves) == list(labels):
             return
         for curve in self.curves.values():
             self.plot.removeItem(curve)
-            self.legend.removeItem(curve)
         self.curves = {
-            label: self.plot.plot([], [], pen=pg.mkPen(rgb(label), width=2), name=label)
-            for label in labels
+            label: self.plot.plot([], [], pen=pg.mkPen(rgb(label), width=2)) for label in labels
         }
+        self.legend.setText("&nbsp;&nbsp; ".join(
+            f'<span style="color:{rgb(label).name()}">&#9644;</span>&nbsp;{label}'
+            for label in labels
+        ))  # fmt: skip
 
     def show_series(self, times: np.ndarray, probs: np.ndarray) -> None:
         for i, curve in enumerate(self.curves.values()):

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.pipeline import Pipeline, Rate, Shown, ViewOptions
 from app.settings import AppSettings
-from app.widgets import EmotionTimeline, ProbabilityPanel, VideoView
+from app.widgets import EmotionTimeline, ProbabilityPanel, VideoView, selection_region
 from fer_core.capture import IMAGE_SUFFIXES, Source, open_source
 from fer_core.classify import backend_devices
 from fer_core.demo import DemoSource
@@ -109,10 +109,13 @@ class MainWindow(QMainWindow):
         self._build_controls()
         self._build_status()
         self._options_changed()  # settings follow what the controls could select
-        if self.settings.geometry:
-            self.restoreGeometry(self.settings.geometry)
-        else:
-            self.resize(1200, 720)
+        # a first size that fits the screen: Qt moves and shrinks a restored window that does
+        # not, and the layout would shift from one launch to the next
+        screen = self.screen().availableGeometry()
+        self.resize(min(1200, screen.width()), min(720, screen.height()))
+        self.restoreGeometry(QByteArray(self.settings.geometry))
+        self.restoreState(QByteArray(self.settings.window_state))
+        self.splitter.restoreState(QByteArray(self.settings.splitter))
 
         self.pipeline.shown.connect(self._on_shown)
         self.pipeline.event.connect(self._on_event)
@@ -163,10 +166,13 @@ class MainWindow(QMainWindow):
         side_box.addWidget(QLabel("Emotion timeline, last 60 s (selected face)"))
         side_box.addWidget(self.chart, 1)
         splitter = QSplitter()
+        splitter.setObjectName("view-and-panel")
         splitter.addWidget(left)
         splitter.addWidget(side)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([840, 360])  # a fixed first layout, not one that depends on content
+        self.splitter = splitter
         self.setCentralWidget(splitter)
         self.view.face_clicked.connect(self._select_at)
 
@@ -422,7 +428,9 @@ class MainWindow(QMainWindow):
         self.current = shown
         faces = shown.result.faces
         face = self.selected_face(faces)
-        self.view.show_frame(shown.picture, face.box if face and len(faces) > 1 else None)
+        width = shown.picture.shape[1]
+        selected = selection_region(face, width) if face and len(faces) > 1 else None
+        self.view.show_frame(shown.picture, selected)
         self.panel.set_labels(shown.labels)
         self.chart.set_labels(shown.labels)
         if self.timeline is None or self.timeline.labels != list(shown.labels):
@@ -567,6 +575,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         self.pipeline.stop()
         self.settings.geometry = bytes(self.saveGeometry().data())
+        self.settings.window_state = bytes(self.saveState().data())
+        self.settings.splitter = bytes(self.splitter.saveState().data())
         self.settings.save(self.store)
         super().closeEvent(event)
 

@@ -74,7 +74,11 @@ BLENDSHAPES = (
     "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
     "noseSneerLeft", "noseSneerRight",
 )  # fmt: skip
-LANDMARK_SIDE = 256  # pixels of the square the landmarker sees around each face
+LANDMARK_SIDE = 256
+# LiteRT warns, once per process, the first time an input buffer is not aligned as it wants
+# (MediaPipe copies the picture, so the alignment is not ours to choose): a few warm-up runs
+# while the logs are quiet make that first time all but certain to fall inside them
+WARM_UP_RUNS = 8  # pixels of the square the landmarker sees around each face
 
 
 @contextmanager
@@ -189,10 +193,11 @@ class FaceFinder:
                         output_face_blendshapes=self.options.blendshapes,
                     )
                 )
-            # the first run logs too (and is slow): done now, on a blank picture
-            blank = np.zeros((LANDMARK_SIDE, LANDMARK_SIDE, 3), np.uint8)
-            self.detector.detect(self._picture(blank))
+            # the first runs log too (and are slow): done now, on blank pictures
+            for _ in range(WARM_UP_RUNS):
+                self.detector.detect(self._picture(np.zeros((480, 640, 3), np.uint8)))
             if self.landmarker is not None:
+                blank = np.zeros((LANDMARK_SIDE, LANDMARK_SIDE, 3), np.uint8)
                 self.landmarker.detect(self._picture(blank))
 
     def _picture(self, rgb: np.ndarray):

@@ -9,19 +9,20 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from fer_core.results import FrameResult
+from fer_core.results import FaceResult, FrameResult
 from fer_core.track import UNCERTAIN
 
-# BGR colour per expression; unknown labels fall back to grey
+# BGR colour per expression, far apart in hue so the timeline's lines stay distinguishable
+# (happy amber, surprise cyan); unknown labels fall back to grey
 COLOURS = {
     "angry": (40, 40, 220),
     "disgust": (40, 140, 40),
-    "fear": (160, 60, 160),
+    "fear": (180, 70, 170),
     "happy": (0, 200, 255),
-    "sad": (200, 120, 40),
-    "surprise": (0, 160, 255),
+    "sad": (200, 110, 40),
+    "surprise": (210, 210, 0),
     "neutral": (180, 180, 180),
-    "contempt": (80, 80, 160),
+    "contempt": (60, 90, 150),
     UNCERTAIN: (140, 140, 140),
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -44,17 +45,30 @@ def draw(
         x, y, w, h = face.box
         c = colour(face.label)
         cv2.rectangle(out, (x, y), (x + w, y + h), c, 2)
-        text = f"#{face.track_id} {face.label} {face.score:.0%}"
-        (tw, th), _ = cv2.getTextSize(text, FONT, 0.5, 1)
-        top = max(0, y - th - 8)
-        cv2.rectangle(out, (x, top), (x + tw + 6, top + th + 8), c, -1)
-        cv2.putText(out, text, (x + 3, top + th + 3), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        text = tag_text(face)
+        x0, top, x1, bottom = tag_rect(face, out.shape[1])
+        cv2.rectangle(out, (x0, top), (x1, bottom), c, -1)
+        cv2.putText(out, text, (x0 + 3, bottom - 5), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         if landmarks and face.landmarks is not None:
             for px, py in face.landmarks.astype(int)[::3]:
                 cv2.circle(out, (int(px), int(py)), 1, (80, 255, 80), -1)
         if bars:
             _bars(out, face.probs, labels, x, y + h + 4, max(w, 90))
     return out
+
+
+def tag_text(face: FaceResult) -> str:
+    return f"#{face.track_id} {face.label} {face.score:.0%}"
+
+
+def tag_rect(face: FaceResult, width: int) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 of the filled label tag drawn above the face's box, kept inside a
+    frame `width` pixels wide."""
+    x, y = face.box[:2]
+    (tw, th), _ = cv2.getTextSize(tag_text(face), FONT, 0.5, 1)
+    top = max(0, y - th - 8)
+    x = max(0, min(x, width - tw - 6))
+    return x, top, x + tw + 6, top + th + 8
 
 
 def _bars(

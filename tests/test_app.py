@@ -16,6 +16,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QDockWidget
 
 from app.launch import main as launch_main
 from app.settings import AppSettings, open_store
@@ -313,7 +314,10 @@ def test_command_line_rejects_a_missing_source(capsys, tmp_path):
 
 
 def _run_app(args, platform, prefix=()):
-    env = {**os.environ, "QT_QPA_PLATFORM": platform}
+    """`python -m app ARGS` on Qt's `platform` plugin; None: as a user starts it, Qt picks."""
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    if platform:
+        env["QT_QPA_PLATFORM"] = platform
     command = [*prefix, sys.executable, "-m", "app", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
@@ -328,12 +332,14 @@ def test_the_app_runs_a_video_and_reports_its_frame_rate(face_video, tmp_path):
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="Xvfb (xvfb-run) is not installed")
 def test_screenshot_of_the_window_under_xvfb(face_video, tmp_path):
-    """The real X11 platform plugin on a virtual screen; the PNG stays in tmp_path."""
+    """The real X11 platform plugin on a virtual screen, started as a user starts it (no
+    QT_QPA_PLATFORM), with nothing from MediaPipe on stderr; the PNG stays in tmp_path."""
     shot = tmp_path / "window.png"
     args = ["--source", str(face_video), "--frames", "15", "--screenshot", str(shot)]
     xvfb = ("xvfb-run", "-a", "-s", "-screen 0 1280x800x24")
-    done = _run_app([*args, "--settings", str(tmp_path / "s.ini")], "xcb", xvfb)
+    done = _run_app([*args, "--settings", str(tmp_path / "s.ini")], None, xvfb)
     assert done.returncode == 0, done.stderr
+    assert not re.search(r"INFO:|WARNING:|W0000|Sparsity", done.stderr), done.stderr
     picture = cv2.imread(str(shot))
     assert picture is not None, f"{shot} was not written"
     assert picture.shape[0] >= 600 and picture.shape[1] >= 1000  # the whole window
@@ -377,3 +383,50 @@ def test_a_bad_package_or_a_missing_default_is_skipped_and_said(qtbot, store, fa
         assert shown.result.faces
     finally:
         window.close()
+
+
+def test_the_layout_is_stored_as_qt_byte_arrays_and_comes_back_unchanged(qtbot, tmp_path,
+                                                                        face_video):  # fmt: skip
+    path = tmp_path / "settings.ini"
+    layouts = []
+    for _ in range(2):
+        window = MainWindow(open_store(str(path)), str(face_video), cameras=[])
+        qtbot.addWidget(window)
+        window.show()
+        wait_frames(qtbot, window, 2)
+        layouts.append((window.size(), window.splitter.sizes(),
+                        window.findChild(QDockWidget).geometry()))  # fmt: skip
+        window.close()
+    assert layouts[0] == layouts[1]
+    text = path.read_text()
+    assert "geometry=@ByteArray(" in text and "splitter=@ByteArray(" in text
+    assert "PyObject" not in text  # not a pickled Python object
+
+
+def test_the_panel_and_timeline_read_clearly(qtbot, window):
+    from fer_core.overlay import COLOURS
+
+    shown = wait_frames(qtbot, window, 3)
+    happy = window.panel.percents["happy"]
+    assert (
+        happy.text().endswith(" %")
+        and happy.geometry().left() >= window.panel.bars["happy"].geometry().right()
+    )  # beside the bar, not over it
+    assert not window.panel.bars["happy"].isTextVisible()
+    plot, legend = window.chart.plot.geometry(), window.chart.legend.geometry()
+    assert legend.top() >= plot.bottom() and "surprise" in window.chart.legend.text()
+    colours = [np.array(COLOURS[label.lower()]) for label in shown.labels]
+    closest = min(np.abs(a - b).sum() for i, a in enumerate(colours) for b in colours[i + 1 :])
+    assert closest >= 120  # happy and surprise were 40 apart
+
+
+def test_the_selection_outline_goes_around_the_label_tag():
+    from app.widgets import selection_region
+    from fer_core.overlay import tag_rect
+    from fer_core.results import FaceResult
+
+    face = FaceResult(3, (600, 100, 60, 60), {}, {}, "surprise", 0.9)
+    x0, y0, x1, y1 = selection_region(face, 640)
+    tx0, ty0, tx1, _ = tag_rect(face, 640)
+    assert x0 <= tx0 and y0 <= ty0 and x1 >= tx1 and y1 >= 160
+    assert tx1 <= 640  # the tag stays inside the frame
