@@ -60,6 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 class AnalysisSummary:
     frames: int = 0
     faces: int = 0  # face rows written
+    held: int = 0  # of them, faces the detector missed in that frame, kept at their last place
     seconds: float = 0.0  # wall time of the whole loop (decode, engine, draw, write)
     stage_ms: dict[str, float] = field(default_factory=dict)  # medians per frame
     events: list[str] = field(default_factory=list)
@@ -145,6 +146,7 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
                     timings.setdefault(k, []).append(v)
                 summary.frames += 1
                 summary.faces += len(result.faces)
+                summary.held += sum(face.held for face in result.faces)
                 writer.put((frame, result))
             writer.finish()
         except BaseException:

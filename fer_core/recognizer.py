@@ -18,7 +18,7 @@ import numpy as np
 from fer_core.calibration import NeutralCalibrator
 from fer_core.capture import Frame, Source, frames
 from fer_core.classify import Classifier
-from fer_core.faces import FaceFinder, FaceOptions
+from fer_core.faces import Face, FaceFinder, FaceOptions
 from fer_core.results import FaceResult, FrameResult
 from fer_core.track import Tracker, TrackerOptions
 from fer_core.zoo import CARD, PackageError, default_package, load_package
@@ -52,6 +52,10 @@ def _check_classes(classifier: Classifier) -> None:
         )
 
 
+def _boxes(faces: list[Face]) -> np.ndarray:
+    return np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
+
+
 class Recognizer:
     def __init__(self, options: RecognizerOptions | None = None):
         self.options = options or RecognizerOptions()
@@ -67,6 +71,8 @@ class Recognizer:
         self.finder = FaceFinder(o.faces)
         self.tracker = Tracker(self.labels, o.tracker)
         self.calibration = NeutralCalibrator(self.labels)
+        self._last: dict[int, Face] = {}  # track id → its face when last detected
+        self._held: dict[int, int] = {}  # track id → frames held in a row since
 
     def calibrate(self, track_id: int) -> None:
         """Take this face's next frames as its neutral face (`fer_core.calibration`)."""
@@ -76,12 +82,22 @@ class Recognizer:
         """One BGR frame → its faces, largest first, with smoothed labels and stage timings."""
         t0 = time.perf_counter()
         faces, timings = self.finder.find(image)
+        detected = len(faces)
+        faces += self._hold(faces)
         probs, classify_ms = self.classifier.classify(image, [f.eyes for f in faces])
         timings.update(classify_ms)
         t1 = time.perf_counter()
-        boxes = np.array([f.box for f in faces]).reshape(-1, 4)
-        tracked = self.tracker.update(boxes, probs, self.calibration.adjust)
-        self.calibration.keep_only(t.id for t in self.tracker.tracks)
+        tracked = self.tracker.update(_boxes(faces), probs, self.calibration.adjust)
+        for i, (face, track) in enumerate(zip(faces, tracked, strict=True)):
+            if i < detected:
+                self._last[track.track_id], self._held[track.track_id] = face, 0
+            else:
+                self._held[track.track_id] += 1
+        alive = {t.id for t in self.tracker.tracks}
+        self.calibration.keep_only(alive)
+        for store in (self._last, self._held):
+            for track_id in [k for k in store if k not in alive]:
+                del store[track_id]
         timings["track"] = (time.perf_counter() - t1) * 1e3
         results = tuple(
             FaceResult(
@@ -95,12 +111,21 @@ class Recognizer:
                 landmarks=f.landmarks,
                 blendshapes=f.blendshapes,
                 calibration=self.calibration.progress(t.track_id),
+                held=i >= detected,
             )
-            for f, p, t in zip(faces, probs, tracked, strict=True)
+            for i, (f, p, t) in enumerate(zip(faces, probs, tracked, strict=True))
         )
+        results = tuple(sorted(results, key=lambda r: -r.box[2] * r.box[3]))  # largest first
         timings["total"] = (time.perf_counter() - t0) * 1e3
         h, w = image.shape[:2]
         return FrameResult(index, time_s, w, h, results, timings)
+
+    def _hold(self, faces: list[Face]) -> list[Face]:
+        """The faces of tracks this frame's detections miss, at their last detected place,
+        for up to `TrackerOptions.hold` frames in a row."""
+        limit = self.tracker.options.hold
+        missed = self.tracker.unmatched(_boxes(faces)) if limit else []
+        return [self._last[i] for i in missed if i in self._last and self._held[i] < limit]
 
     def process_frame(self, frame: Frame) -> FrameResult:
         return self.process(frame.image, frame.index, frame.time_s)

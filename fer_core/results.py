@@ -2,8 +2,8 @@
 
 Also the one flat form every front end writes (the headless `analyze` CSV / JSON lines, the
 app's recording): one row per face per frame with the columns `frame, time_s, face_id, x, y, w,
-h, label, score` and then `p_<label>` per class in the model's order, optionally followed by
-MediaPipe's 52 blendshape scores as `bs_<name>` (empty where the landmarker found no face in
+h, label, score, held` and then `p_<label>` per class in the model's order, optionally followed
+by MediaPipe's 52 blendshape scores as `bs_<name>` (empty where the landmarker found no face in
 the box). Frames without faces give no row.
 """
 
@@ -22,7 +22,8 @@ import numpy as np
 from fer_core.faces import BLENDSHAPES
 from fer_core.outputs import OutputFile, write_failed
 
-BASE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score")
+# held: 1 when the detector missed the face in this frame and it is kept at its last place
+BASE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "held")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class FaceResult:
     # neutral calibration of this face: None none, below 1 collecting, 1 calibrated (`probs`
     # are then corrected; `raw_probs` stay the model's own)
     calibration: float | None = None
+    held: bool = False  # missed by the detector in this frame: kept at its last place
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ def rows(
             "h": h,
             "label": face.label,
             "score": round(float(face.score), 5),
+            "held": int(face.held),
         }
         for label in labels:
             row[f"p_{label.lower()}"] = round(float(face.probs[label]), 5)

@@ -28,6 +28,9 @@ class TrackerOptions:
     window: int = 8  # window: frames averaged
     threshold: float = 0.4  # smoothed top probability needed to name a label
     max_missing: int = 10  # frames a track survives without a matching face
+    # frames a face the detector misses is still reported at its last place: small faces are
+    # missed now and then, and their boxes would flicker (the Recognizer does the holding)
+    hold: int = 2
     min_iou: float = 0.3  # box overlap that counts as the same face
 
     def __post_init__(self) -> None:
@@ -40,13 +43,15 @@ class TrackerOptions:
             "window": self.window >= 1,
             "threshold": 0 <= self.threshold <= 1,
             "max_missing": self.max_missing >= 0,
+            "hold": 0 <= self.hold <= self.max_missing,
             "min_iou": 0 < self.min_iou <= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
                 f"tracker option {bad[0]}={getattr(self, bad[0])!r} is out of range "
-                "(alpha and min_iou in (0, 1], window ≥ 1, threshold in [0, 1], max_missing ≥ 0)"
+                "(alpha and min_iou in (0, 1], window ≥ 1, threshold in [0, 1], max_missing ≥ 0, "
+                "0 ≤ hold ≤ max_missing)"
             )
 
 
@@ -183,6 +188,12 @@ class Tracker:
             label = self.labels[top] if score >= self.options.threshold else UNCERTAIN
             results.append(TrackedFace(track.id, smoothed.copy(), label, score))
         return results
+
+    def unmatched(self, boxes: np.ndarray) -> list[int]:
+        """Ids of the live tracks that no face in `boxes` would match (nothing changes)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        matched = {track.id for track in self._match(boxes).values()}
+        return [t.id for t in self.tracks if t.id not in matched]
 
     def _match(self, boxes: np.ndarray) -> dict[int, Track]:
         """Greedy assignment, best overlap first: face index → track."""

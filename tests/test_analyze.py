@@ -50,7 +50,7 @@ def test_analyze_writes_video_csv_and_json(video, tmp_path, capsys):
     with open(rows_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
-        "frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score",
+        "frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "held",
         "p_angry", "p_disgust", "p_fear", "p_happy", "p_sad", "p_surprise", "p_neutral",
     ]  # fmt: skip
     assert [int(r["frame"]) for r in rows] == list(range(3, 13))  # no row for the blank frames
@@ -88,12 +88,12 @@ def test_analyze_needs_something_to_write(video):
 def test_benchmark_prints_every_case_with_the_share_of_faces_found(capsys):
     assert main(["benchmark", "--frames", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["faces", "found", "frames/s"]
-    scenes = [line.split("%")[0].rsplit(maxsplit=1) for line in lines[1:5]]
-    names = [s[0].strip() for s in scenes]
-    assert names == ["1 on a grid", "5 on a grid", "5 × 70 px", "5 × 45 px"]
-    # with the default settings every face of the near and the 70-px group is found
-    assert [float(s[1]) for s in scenes[:3]] == [100.0, 100.0, 100.0]
+    assert lines[0].split()[:4] == ["faces", "detected", "shown", "frames/s"]
+    scenes = [re.match(r"\s*(.+ (?:grid|px))\s+([\d.]+)%\s+([\d.]+)%", line) for line in lines[1:5]]
+    assert [s[1] for s in scenes] == ["1 on a grid", "5 on a grid", "5 × 70 px", "5 × 45 px"]
+    # with the default settings every face of the near and the 70-px group is detected
+    assert [float(s[2]) for s in scenes[:3]] == [100.0, 100.0, 100.0]
+    assert all(float(s[3]) >= float(s[2]) for s in scenes)
 
 
 def test_analyze_draws_the_emotion_timeline(video, tmp_path):

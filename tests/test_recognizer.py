@@ -48,3 +48,15 @@ def test_a_frame_without_faces_is_an_empty_result():
     with Recognizer() as recognizer:
         result = recognizer.process(np.full((120, 160, 3), 90, np.uint8), index=7, time_s=0.5)
     assert result.faces == () and (result.index, result.width, result.height) == (7, 160, 120)
+
+
+def test_a_face_the_detector_misses_is_held_briefly_then_dropped():
+    from fer_core.demo import demo_frame
+
+    face, blank = demo_frame(0, label=False), np.full((480, 640, 3), 110, np.uint8)
+    with Recognizer(RecognizerOptions(tracker=TrackerOptions(hold=2))) as recognizer:
+        seen = [recognizer.process(image) for image in [face] * 3 + [blank] * 3]
+    assert [len(r.faces) for r in seen] == [1, 1, 1, 1, 1, 0]
+    assert [r.faces[0].held for r in seen[:5]] == [False, False, False, True, True]
+    assert seen[4].faces[0].box == seen[2].faces[0].box  # at its last detected place
+    assert {r.faces[0].track_id for r in seen[:5]} == {1}
