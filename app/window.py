@@ -95,6 +95,8 @@ class MainWindow(QMainWindow):
         self.first_shown = self.last_shown = 0.0  # monotonic times of the first / newest frame
         self.on_frame: Callable[[int], None] | None = None  # tests and --frames hook here
 
+        packages, self.skipped_packages = usable_packages(models_dir)
+        self.packages = {package.name: package for package in packages}
         # made first: building the controls already sends it their initial state
         self.pipeline = Pipeline(
             self.recognizer_options(),
@@ -236,13 +238,11 @@ class MainWindow(QMainWindow):
         form.addRow("Source", self.source_box)
 
         self.model_box = QComboBox()
-        packages, skipped = usable_packages(self.models_dir)
-        self.packages = {package.name: package for package in packages}
         for name in self.packages:
             self.model_box.addItem(name, name)
         wanted = s.model or default_name(self.models_dir)
         self._select_data(self.model_box, wanted)
-        notes = [f"skipped a model package: {line}" for line in skipped]
+        notes = [f"skipped a model package: {line}" for line in self.skipped_packages]
         if not self.packages:
             notes.append(f"no usable model package in {self.models_dir}: nothing can be "
                          "recognised until one is installed")  # fmt: skip
@@ -325,7 +325,7 @@ class MainWindow(QMainWindow):
     # ---- options -----------------------------------------------------------------------------
     def recognizer_options(self) -> RecognizerOptions:
         s = self.settings
-        package = self.packages.get(s.model) if hasattr(self, "packages") else None
+        package = self.packages.get(s.model)
         return RecognizerOptions(
             model=package.path if package else None,
             backend=s.backend,
