@@ -11,6 +11,8 @@ import torch
 from fer_core.models.genotype import PRIMITIVES, Genotype
 from tests.conftest import fer2013_rows, write_fer2013_csv
 from trainer.search.sgas import (
+    Decision,
+    SearchState,
     SGASConfig,
     add_arguments,
     config_from_args,
@@ -173,6 +175,40 @@ def test_schedule_and_flags():
     config = config_from_args(args)
     assert (config.criterion, config.batch_increase, config.lr) == (2, 4, 0.01)
     assert config.batch_size == 24 and config.seed == 0 and config.device == "auto"
+
+
+def test_search_state_round_trips_through_a_safe_load(tmp_path):
+    state = SearchState(
+        status={"normal": (SEP3, *UNDECIDED_ALL[1:]), "reduce": UNDECIDED_ALL},
+        history={"normal": [torch.rand(NUM_EDGES, NUM_OPS - 1)], "reduce": []},
+        frozen={c: torch.randn(NUM_EDGES, NUM_OPS) for c in ("normal", "reduce")},
+        batch_size=12,
+        rows=[{"epoch": 1, "lr": 0.02, "decisions": "normal e0=sep_conv_3x3"}],
+        decisions=[Decision(1, "normal", 0, 0, 0, "sep_conv_3x3", 0.5)],
+        epoch=1,
+    )
+    torch.save(state.to_plain(), tmp_path / "state.pt")
+    plain = torch.load(tmp_path / "state.pt", weights_only=True)
+    back = SearchState.from_plain(plain, torch.device("cpu"))
+    assert (back.status, back.rows, back.decisions) == (state.status, state.rows, state.decisions)
+    assert (back.batch_size, back.epoch) == (12, 1)
+    assert torch.equal(back.history["normal"][0], state.history["normal"][0])
+    assert back.history["reduce"] == []
+    assert all(torch.equal(back.frozen[c], state.frozen[c]) for c in ("normal", "reduce"))
+
+
+def test_search_precision_keeps_narrow_supernets_contiguous(monkeypatch):
+    from trainer.search import sgas
+
+    cpu = torch.device("cpu")
+    wide = sgas._precision(SGASConfig("fer2013", "x", "y", channels=16), cpu)
+    assert (wide.dtype, wide.channels_last) == (None, True)  # amp is off by default
+    monkeypatch.setattr(sgas, "cpu_has_bf16", lambda: True)
+    narrow = sgas._precision(SGASConfig("fer2013", "x", "y", channels=4, amp=True), cpu)
+    assert (narrow.dtype, narrow.channels_last) == (torch.bfloat16, False)
+    monkeypatch.setattr(sgas, "cpu_has_bf16", lambda: False)
+    emulated = sgas._precision(SGASConfig("fer2013", "x", "y", channels=16, amp=True), cpu)
+    assert emulated.dtype is None
 
 
 # ------------------------------------------------------------------ end to end

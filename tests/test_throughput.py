@@ -34,18 +34,16 @@ def test_both_paths_train_and_report_positive_rates():
     assert row.speedup == pytest.approx(row.images_per_s / row.baseline_img_s)
 
 
-def test_fp32_is_taken_when_asked_and_bf16_only_where_native():
+def test_precision_is_said_and_bf16_is_chosen_only_where_native():
     from trainer.engine.step import cpu_has_bf16
 
     row = throughput("vgg-fer-s", batch_size=8, seconds=0.1, device="cpu", precision="fp32")
-    assert row.precision.startswith("fp32") and row.baseline_img_s is None
-    if cpu_has_bf16():
-        assert throughput(
-            "vgg-fer-s", batch_size=8, seconds=0.1, device="cpu"
-        ).precision.startswith("bf16")
-    else:
-        with pytest.raises(ValueError, match="--precision bf16"):
-            throughput("vgg-fer-s", batch_size=8, seconds=0.1, device="cpu", precision="bf16")
+    assert row.precision.startswith("fp32 (asked for)") and row.baseline_img_s is None
+    auto = throughput("vgg-fer-s", batch_size=8, seconds=0.1, device="cpu").precision
+    assert auto.startswith("bf16" if cpu_has_bf16() else "fp32")
+    forced = throughput("vgg-fer-s", batch_size=8, seconds=0.1, device="cpu", precision="bf16")
+    assert forced.precision.startswith("bf16") and "channels-last" in forced.precision
+    assert ("emulated" in forced.precision) != cpu_has_bf16()
 
 
 @pytest.mark.parametrize("name", DEFAULT_MODELS)

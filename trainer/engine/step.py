@@ -57,22 +57,25 @@ class Precision:
 
     @classmethod
     def choose(cls, recipe: Recipe, device: torch.device, wanted: str = "auto") -> Precision:
-        """`wanted`: auto (bf16 where native), bf16 (refused where it would be emulated on a CPU
-        — slower — or is not supported), fp32."""
+        """`wanted`: auto (bf16 where native), bf16 (also where a CPU only emulates it — slower,
+        for checking accuracy), fp32."""
         if wanted not in PRECISIONS:
             raise ValueError(f"--precision {wanted!r}: expected one of {', '.join(PRECISIONS)}")
         if device.type == "cuda":
             native = torch.cuda.is_bf16_supported()
-            why = "CUDA bf16 autocast" if native else "this GPU has no bf16"
-            use = native and (wanted == "bf16" or (wanted == "auto" and recipe.amp))
+            if wanted == "bf16" and not native:
+                raise ValueError("--precision bf16: this GPU has no bf16; use fp32 or auto")
+            use = wanted == "bf16" or (wanted == "auto" and native and recipe.amp)
+            why = "CUDA autocast" if use else "asked for" if wanted == "fp32" else "no CUDA bf16"
         else:
             native = cpu_has_bf16()
-            why = "the CPU has AVX512-BF16/AMX" if native else "the CPU lacks native bf16"
-            use = native and wanted != "fp32"
-        if wanted == "bf16" and not native:
-            raise ValueError(f"--precision bf16: {why}; use --precision fp32 or auto")
-        if wanted == "fp32":
-            why = "asked for"
+            use = wanted == "bf16" or (wanted == "auto" and native)
+            why = (
+                "asked for" if wanted == "fp32"
+                else "the CPU has AVX512-BF16/AMX" if native
+                else "emulated: this CPU lacks AVX512-BF16/AMX, slower than fp32" if use
+                else "the CPU lacks AVX512-BF16/AMX"
+            )  # fmt: skip
         bf16_cpu = use and device.type == "cpu"
         return cls(torch.bfloat16 if use else None, recipe.channels_last or bf16_cpu, why)
 

@@ -45,6 +45,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_core.models.genotype import PRIMITIVES, Genotype
+from trainer.data import read_dataset
+from trainer.engine.augment import Augment
+from trainer.engine.checkpoint import rng_state, set_rng_state
+from trainer.engine.loop import resolve_device
+from trainer.engine.step import Precision, cpu_has_bf16
+from trainer.engine.views import as_batch_tensor
+from trainer.files import atomic_write
 from trainer.flags import non_negative_int, positive_int
 from trainer.search.supernet import (
     EDGES,
@@ -109,8 +117,9 @@ class SGASConfig:
     seed: int = 0
     device: str = "auto"
     epochs: int = 0
-    # bf16 autocast on CUDA; off by default: the supernet is launch-bound (≈0.9 s per forward +
-    # backward on an H100 at any batch from 24 to 96), and the casts made it ~20% slower
+    # bf16 autocast where it is native (CUDA; CPUs with AVX512-BF16/AMX); off by default: the
+    # supernet is launch-bound (≈0.9 s per forward + backward on an H100 at any batch from 24 to
+    # 96), and the casts made it ~20% slower
     amp: bool = False
 
     def __post_init__(self) -> None:
@@ -335,8 +344,6 @@ def _search_data(config: SGASConfig, dataset) -> tuple[str, Any, np.ndarray, np.
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from trainer.files import atomic_write
-
     buf = io.StringIO()
     if rows:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -346,8 +353,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from trainer.files import atomic_write
-
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
 
 
@@ -365,6 +370,12 @@ def _alphas_json(model: Supernet, status: dict[str, tuple[int, ...]], epoch: int
     return data
 
 
+def _write_alphas(out: Path, model: Supernet, status, epoch: int) -> Path:
+    path = out / "alphas.json"
+    _write_json(path, _alphas_json(model, status, epoch))
+    return path
+
+
 def _load_state(path: Path) -> Any:
     """A search state read safely: tensors and plain values only, so a `.pt` cannot run code."""
     try:
@@ -374,292 +385,458 @@ def _load_state(path: Path) -> Any:
         raise ValueError(f"{path}: not a readable SGAS search state ({first})") from None
 
 
-class _Log:
-    def __call__(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def search(config: SGASConfig, resume: bool = False, dataset=None) -> SGASResult:
-    """Run (or, with `resume`, continue from out/state.pt) an SGAS search; see the module doc."""
-    from tqdm import tqdm
-
-    from trainer.data import read_dataset
-    from trainer.engine.checkpoint import rng_state, set_rng_state
-    from trainer.engine.loop import resolve_device
-    from trainer.engine.views import as_batch_tensor
-    from trainer.files import atomic_write
-
-    log = _Log()
+def _open_state(config: SGASConfig, resume: bool) -> tuple[SGASConfig, dict[str, Any] | None]:
+    """The config to run and, with `resume`, the saved state; a new search never overwrites one."""
     out = Path(config.out)
-    state_path = out / "state.pt"
-    state: dict[str, Any] | None = None
+    path = out / "state.pt"
+    saved = None
     if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"{state_path}: no search to resume")
-        state = _load_state(state_path)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{state_path}: not an SGAS search state")
-        saved = dict(state["config"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no search to resume")
+        saved = _load_state(path)
+        if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path}: not an SGAS search state")
         # where the data and the outputs live and which device runs it may change on resume
         config = replace(
-            SGASConfig(**saved), out=config.out, data=config.data, device=config.device
+            SGASConfig(**dict(saved["config"])),
+            out=config.out,
+            data=config.data,
+            device=config.device,
         )
-    elif state_path.exists():
+    elif path.exists():
         raise FileExistsError(
-            f"{state_path} already holds a search; pass --resume to continue it "
-            "or choose another --out"
+            f"{path} already holds a search; pass --resume to continue it or choose another --out"
         )
     out.mkdir(parents=True, exist_ok=True)
+    return config, saved
 
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    random.seed(config.seed)
-    dataset = dataset or read_dataset(config.dataset, config.data)
-    source, split, w_index, a_index = _search_data(config, dataset)
-    images = as_batch_tensor(split.images).to(device)
-    targets = torch.from_numpy(split.targets).to(device)
-    w_index_t = torch.from_numpy(w_index).to(device)
-    a_index_t = torch.from_numpy(a_index).to(device)
-    side = images.shape[-1]
-    classes = len(dataset.labels)
-    from trainer.engine.augment import Augment
 
-    augment = Augment(
-        size=config.crop,
-        crop=config.crop / side,
-        shift=max(side - config.crop, 0) / (2 * side),
-        flip=True,
-        brightness=0.25,
-        contrast=0.5,
-    )
+def _precision(config: SGASConfig, device: torch.device) -> Precision:
+    """bf16 autocast only with `amp` and where the hardware computes bf16 natively (the
+    supernet is launch-bound, so `amp` is off by default). Channels-last on CPU, where it makes
+    oneDNN's depthwise/dilated convolutions several times faster — but torch 2.14's CPU backward
+    of a channels-last 1×1 stride-2 conv with < 8 input channels corrupts the heap, so narrow
+    test-sized supernets stay contiguous."""
+    channels_last = device.type == "cpu" and config.channels >= 8
+    if not config.amp:
+        return Precision(None, channels_last, "amp off")
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return Precision(torch.bfloat16, channels_last, "CUDA autocast")
+    if device.type == "cpu" and cpu_has_bf16():
+        return Precision(torch.bfloat16, channels_last, "the CPU has AVX512-BF16/AMX")
+    return Precision(None, channels_last, f"amp: no native bf16 on {device.type}")
 
-    model = Supernet(config.channels, config.layers, classes).to(device)
-    # channels-last makes oneDNN's depthwise/dilated convolutions several times faster on CPU;
-    # torch 2.14's CPU backward of a channels-last 1×1 stride-2 conv with < 8 input channels
-    # corrupts the heap, so narrow test-sized supernets stay contiguous
-    fast = device.type == "cpu" and config.channels >= 8
-    memory_format = torch.channels_last if fast else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    w_opt = torch.optim.SGD(
-        model.weight_parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
-    a_opt = torch.optim.Adam(
-        model.arch_parameters(),
-        lr=config.arch_lr,
-        betas=config.arch_betas,
-        weight_decay=config.arch_weight_decay,
-    )
-    total = config.planned_epochs()
-    status: dict[str, tuple[int, ...]] = {c: (UNDECIDED,) * NUM_EDGES for c in CELLS}
-    history: dict[str, list[torch.Tensor]] = {c: [] for c in CELLS}
-    frozen = {c: model.alpha(c).detach().clone() for c in CELLS}
-    batch_size = config.batch_size
-    rows: list[dict[str, Any]] = []
-    decisions: list[Decision] = []
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        w_opt.load_state_dict(state["w_opt"])
-        a_opt.load_state_dict(state["a_opt"])
-        status = {c: tuple(state["status"][c]) for c in CELLS}
-        history = {c: [h.clone() for h in state["history"][c]] for c in CELLS}
-        frozen = {c: state["frozen"][c].to(device) for c in CELLS}
-        batch_size = state["batch_size"]
-        rows = list(state["rows"])
-        decisions = [Decision(**d) for d in state["decisions"]]
-        start = state["epoch"]
-        set_rng_state(state["rng"])
-        log(f"resuming the search in {out} after epoch {start}")
-    for c in CELLS:
-        model.set_status(c, status[c])
 
-    autocast = config.amp and device.type == "cuda"
-    weights = model.weight_parameters()
-    log(
-        f"SGAS criterion {config.criterion}: {len(w_index)} weight / {len(a_index)} α images "
-        f"from {dataset.name} {source} only; {config.layers} cells, C={config.channels}, "
-        f"up to {total} epochs on {device}"
-    )
+@dataclass
+class SearchState:
+    """What the search carries from one epoch to the next besides the supernet and its
+    optimisers; saved in state.pt as tensors and plain values so a resumed search continues
+    exactly."""
 
-    def all_decided() -> bool:
-        return all(UNDECIDED not in status[c] for c in CELLS)
+    status: dict[str, tuple[int, ...]]  # per cell: UNDECIDED, PRUNED or the fixed op per edge
+    history: dict[str, list[torch.Tensor]]  # per cell: p̃ of the last `history` + 1 epochs
+    frozen: dict[str, torch.Tensor]  # per cell: α as of its last decision (decided rows stay)
+    batch_size: int
+    rows: list[dict[str, Any]] = field(default_factory=list)  # search.csv
+    decisions: list[Decision] = field(default_factory=list)
+    epoch: int = 0  # epochs finished
 
-    epoch = start
-    while epoch < total and not all_decided():
-        lr = _cosine(config, epoch, total)
-        for g in w_opt.param_groups:
-            g["lr"] = lr
-        gen_cpu = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        gen_dev = torch.Generator(device).manual_seed(config.seed * 1_000_003 + epoch)
-        order_w = w_index_t[torch.randperm(len(w_index), generator=gen_cpu).to(device)]
-        order_a = a_index_t[torch.randperm(len(a_index), generator=gen_cpu).to(device)]
-        steps = math.ceil(len(order_w) / batch_size)
-        decided_mask = {
-            c: torch.tensor([s != UNDECIDED for s in status[c]], device=device) for c in CELLS
+    @classmethod
+    def start(cls, model: Supernet, batch_size: int) -> SearchState:
+        return cls(
+            status={c: (UNDECIDED,) * NUM_EDGES for c in CELLS},
+            history={c: [] for c in CELLS},
+            frozen={c: model.alpha(c).detach().clone() for c in CELLS},
+            batch_size=batch_size,
+        )
+
+    def all_decided(self) -> bool:
+        return all(UNDECIDED not in self.status[c] for c in CELLS)
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "status": {c: list(self.status[c]) for c in CELLS},
+            "history": {c: [h.cpu() for h in self.history[c]] for c in CELLS},
+            "frozen": {c: self.frozen[c].cpu() for c in CELLS},
+            "batch_size": self.batch_size,
+            "rows": list(self.rows),
+            "decisions": [asdict(d) for d in self.decisions],
         }
-        model.train()
-        seen = correct = a_seen = a_correct = 0
-        loss_sum = a_loss_sum = 0.0
-        t0 = time.perf_counter()
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any], device: torch.device) -> SearchState:
+        return cls(
+            status={c: tuple(plain["status"][c]) for c in CELLS},
+            history={c: [h.clone() for h in plain["history"][c]] for c in CELLS},
+            frozen={c: plain["frozen"][c].to(device) for c in CELLS},
+            batch_size=plain["batch_size"],
+            rows=list(plain["rows"]),
+            decisions=[Decision(**d) for d in plain["decisions"]],
+            epoch=plain["epoch"],
+        )
+
+
+@dataclass
+class _SearchData:
+    """The Training split on the device, its weight and α halves, and their augmentation."""
+
+    dataset: str
+    source: str  # the split's key
+    classes: int
+    images: torch.Tensor  # uint8 N×C×S×S
+    targets: torch.Tensor
+    weight: torch.Tensor  # indices of the weight half
+    arch: torch.Tensor  # indices of the α half
+    augment: Augment
+
+    @classmethod
+    def load(cls, config: SGASConfig, dataset, device: torch.device) -> _SearchData:
+        source, split, w_index, a_index = _search_data(config, dataset)
+        images = as_batch_tensor(split.images).to(device)
+        side = images.shape[-1]
+        augment = Augment(
+            size=config.crop,
+            crop=config.crop / side,
+            shift=max(side - config.crop, 0) / (2 * side),
+            flip=True,
+            brightness=0.25,
+            contrast=0.5,
+        )
+        return cls(
+            dataset=dataset.name,
+            source=source,
+            classes=len(dataset.labels),
+            images=images,
+            targets=torch.from_numpy(split.targets).to(device),
+            weight=torch.from_numpy(w_index).to(device),
+            arch=torch.from_numpy(a_index).to(device),
+            augment=augment,
+        )
+
+    def batch(self, index: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.augment(self.images[index], gen), self.targets[index]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "split": self.source,
+            "weight_images": len(self.weight),
+            "arch_images": len(self.arch),
+        }
+
+
+@dataclass
+class _Sums:
+    """Running loss and top-1 of one half over an epoch."""
+
+    images: int = 0
+    correct: int = 0
+    loss: float = 0.0  # summed over the images
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.images += len(y)
+        self.correct += int((logits.detach().argmax(1) == y).sum())
+        self.loss += float(loss.detach()) * len(y)
+
+    def mean_loss(self) -> float:
+        return self.loss / max(self.images, 1)
+
+    def top1(self) -> float:
+        return self.correct / max(self.images, 1)
+
+
+@dataclass
+class _Epoch:
+    """One epoch's learning rate, sums and time: the progress bar and the row of search.csv."""
+
+    lr: float
+    weight: _Sums = field(default_factory=_Sums)
+    arch: _Sums = field(default_factory=_Sums)
+    started: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+
+    def postfix(self, batch_size: int) -> dict[str, Any]:
+        rate = (self.weight.images + self.arch.images) / (time.perf_counter() - self.started)
+        return {
+            "loss": f"{self.weight.mean_loss():.3f}",
+            "acc": f"{100 * self.weight.top1():.1f}%",
+            "arch_acc": f"{100 * self.arch.top1():.1f}%",
+            "bs": batch_size,
+            "img_s": f"{rate:.0f}",
+        }
+
+    def row(self, epoch: int, batch_size: int, made: list[Decision]) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "lr": round(self.lr, 8),
+            "batch_size": batch_size,
+            "train_loss": round(self.weight.mean_loss(), 5),
+            "train_top1": round(self.weight.top1(), 5),
+            "arch_loss": round(self.arch.mean_loss(), 5),
+            "arch_top1": round(self.arch.top1(), 5),
+            "images_per_s": round((self.weight.images + self.arch.images) / self.seconds, 1),
+            "seconds": round(self.seconds, 2),
+            "decisions": "; ".join(f"{d.cell} e{d.edge}={d.op}" for d in made),
+        }
+
+
+@dataclass
+class _Search:
+    """A search in progress: the supernet, its two optimisers, the data and the state."""
+
+    config: SGASConfig
+    device: torch.device
+    precision: Precision
+    data: _SearchData
+    model: Supernet
+    w_opt: torch.optim.Optimizer
+    a_opt: torch.optim.Optimizer
+    state: SearchState
+
+    @classmethod
+    def setup(cls, config: SGASConfig, saved: dict[str, Any] | None, dataset) -> _Search:
+        """Everything the epochs need, built after seeding the global RNGs (the supernet's
+        initial weights come from them); then, on resume, the saved state and RNGs."""
+        device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        random.seed(config.seed)
+        data = _SearchData.load(
+            config, dataset or read_dataset(config.dataset, config.data), device
+        )
+        precision = _precision(config, device)
+        model = precision.model(Supernet(config.channels, config.layers, data.classes).to(device))
+        w_opt = torch.optim.SGD(
+            model.weight_parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        a_opt = torch.optim.Adam(
+            model.arch_parameters(),
+            lr=config.arch_lr,
+            betas=config.arch_betas,
+            weight_decay=config.arch_weight_decay,
+        )
+        state = SearchState.start(model, config.batch_size)
+        search = cls(config, device, precision, data, model, w_opt, a_opt, state)
+        if saved is not None:
+            search.restore(saved)
+        for c in CELLS:
+            model.set_status(c, search.state.status[c])
+        _log(
+            f"SGAS criterion {config.criterion}: {len(data.weight)} weight / {len(data.arch)} α "
+            f"images from {data.dataset} {data.source} only; {config.layers} cells, "
+            f"C={config.channels}, up to {search.total} epochs on {device}, "
+            f"{precision.describe()}"
+        )
+        return search
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    @property
+    def total(self) -> int:
+        return self.config.planned_epochs()
+
+    @cached_property
+    def weights(self) -> list[nn.Parameter]:
+        return self.model.weight_parameters()
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.w_opt.load_state_dict(saved["w_opt"])
+        self.a_opt.load_state_dict(saved["a_opt"])
+        self.state = SearchState.from_plain(saved, self.device)
+        set_rng_state(saved["rng"])
+        _log(f"resuming the search in {self.out} after epoch {self.state.epoch}")
+
+    def train_epoch(self) -> _Epoch:
+        """One pass over the weight half, each weight step after an α step on an α-half batch
+        (the α half recycled when it is the smaller); shuffles and augmentation are drawn from
+        generators seeded by the epoch, so a resumed search repeats them."""
+        from tqdm import tqdm
+
+        config, state, device = self.config, self.state, self.device
+        epoch = _Epoch(_cosine(config, state.epoch, self.total))
+        for g in self.w_opt.param_groups:
+            g["lr"] = epoch.lr
+        seed = config.seed * 1_000_003 + state.epoch
+        gen_cpu = torch.Generator().manual_seed(seed)
+        gen_dev = torch.Generator(device).manual_seed(seed)
+        weight, arch = self.data.weight, self.data.arch
+        order_w = weight[torch.randperm(len(weight), generator=gen_cpu).to(device)]
+        order_a = arch[torch.randperm(len(arch), generator=gen_cpu).to(device)]
+        decided = {
+            c: torch.tensor([s != UNDECIDED for s in state.status[c]], device=device) for c in CELLS
+        }
+        size = state.batch_size
+        self.model.train()
         bar = tqdm(
-            range(steps),
-            desc=f"search {epoch + 1}/{total}",
+            range(math.ceil(len(order_w) / size)),
+            desc=f"search {state.epoch + 1}/{self.total}",
             unit="batch",
             dynamic_ncols=True,
             file=sys.stderr,
         )
         for i in bar:
-            w_batch = order_w[i * batch_size : (i + 1) * batch_size]
-            pos = torch.arange(i * batch_size, i * batch_size + len(w_batch), device=device)
-            a_batch = order_a[pos % len(order_a)]
-
-            # α step on the α half (first order)
-            xa, ya = augment(images[a_batch], gen_dev), targets[a_batch]
-            xa = xa.contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = model(xa)
-            a_loss = F.cross_entropy(logits.float(), ya)
-            loss = a_loss
-            if config.complexity_weight:
-                loss = loss + config.complexity_weight * complexity_loss(model.arch_parameters())
-            grads = torch.autograd.grad(loss, model.arch_parameters())
-            for c, p, g in zip(CELLS, model.arch_parameters(), grads, strict=True):
-                p.grad = g.masked_fill(decided_mask[c][:, None], 0.0)
-            a_opt.step()
-            a_opt.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for c in CELLS:
-                    a = model.alpha(c)
-                    a.copy_(torch.where(decided_mask[c][:, None], frozen[c], a))
-            a_seen += len(ya)
-            a_correct += int((logits.detach().argmax(1) == ya).sum())
-            a_loss_sum += float(a_loss.detach()) * len(ya)
-
-            # weight step on the weight half
-            xw, yw = augment(images[w_batch], gen_dev), targets[w_batch]
-            xw = xw.contiguous(memory_format=memory_format)
-            w_opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = model(xw, detach_alpha=True)
-            w_loss = F.cross_entropy(logits.float(), yw)
-            w_loss.backward()
-            nn.utils.clip_grad_norm_(weights, config.grad_clip)
-            w_opt.step()
-            seen += len(yw)
-            correct += int((logits.detach().argmax(1) == yw).sum())
-            loss_sum += float(w_loss.detach()) * len(yw)
-            rate = (seen + a_seen) / (time.perf_counter() - t0)
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.3f}",
-                acc=f"{100 * correct / seen:.1f}%",
-                arch_acc=f"{100 * a_correct / a_seen:.1f}%",
-                bs=batch_size,
-                img_s=f"{rate:.0f}",
-            )
+            w_batch = order_w[i * size : (i + 1) * size]
+            pos = torch.arange(i * size, i * size + len(w_batch), device=device)
+            epoch.arch.add(*self.arch_step(order_a[pos % len(order_a)], gen_dev, decided))
+            epoch.weight.add(*self.weight_step(w_batch, gen_dev))
+            bar.set_postfix(**epoch.postfix(size))
         bar.close()
-        seconds = time.perf_counter() - t0
-        epoch += 1
+        epoch.seconds = time.perf_counter() - epoch.started
+        state.epoch += 1
+        return epoch
 
-        # decisions at the end of the epoch
+    def arch_step(
+        self, index: torch.Tensor, gen: torch.Generator, decided: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """First-order α step; decided edges keep their frozen α. Returns (loss, logits, y)."""
+        x, y = self.data.batch(index, gen)
+        with self.precision.autocast(self.device):
+            logits = self.model(self.precision.input(x))
+        loss = F.cross_entropy(logits.float(), y)
+        arch = self.model.arch_parameters()
+        objective = loss
+        if self.config.complexity_weight:
+            objective = objective + self.config.complexity_weight * complexity_loss(arch)
+        grads = torch.autograd.grad(objective, arch)
+        for c, p, g in zip(CELLS, arch, grads, strict=True):
+            p.grad = g.masked_fill(decided[c][:, None], 0.0)
+        self.a_opt.step()
+        self.a_opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for c in CELLS:
+                a = self.model.alpha(c)
+                a.copy_(torch.where(decided[c][:, None], self.state.frozen[c], a))
+        return loss, logits, y
+
+    def weight_step(
+        self, index: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SGD step of the weights with α held fixed. Returns (loss, logits, y)."""
+        x, y = self.data.batch(index, gen)
+        self.w_opt.zero_grad(set_to_none=True)
+        with self.precision.autocast(self.device):
+            logits = self.model(self.precision.input(x), detach_alpha=True)
+        loss = F.cross_entropy(logits.float(), y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
+        self.w_opt.step()
+        return loss, logits, y
+
+    def make_decisions(self) -> list[Decision]:
+        """On a decision epoch each cell fixes one edge (its α frozen from then on); every epoch
+        adds p̃ to the history criterion 2 compares against."""
+        config, state = self.config, self.state
         made: list[Decision] = []
         for c in CELLS:
-            alpha = model.alpha(c).detach().cpu()
-            if config.is_decision_epoch(epoch):
-                status[c], choice = decide(
-                    alpha, status[c], config.criterion, history[c], config.history
+            alpha = self.model.alpha(c).detach().cpu()
+            if config.is_decision_epoch(state.epoch):
+                state.status[c], choice = decide(
+                    alpha, state.status[c], config.criterion, state.history[c], config.history
                 )
                 if choice is not None:
                     edge, op, score = choice
                     node, j = EDGES[edge]
-                    made.append(Decision(epoch, c, edge, node, j, op, score))
-                    model.set_status(c, status[c])
-                    frozen[c] = model.alpha(c).detach().clone()
-            history[c] = (history[c] + [edge_probs(alpha)[1].float()])[-(config.history + 1) :]
+                    made.append(Decision(state.epoch, c, edge, node, j, op, score))
+                    self.model.set_status(c, state.status[c])
+                    state.frozen[c] = self.model.alpha(c).detach().clone()
+            past = state.history[c] + [edge_probs(alpha)[1].float()]
+            state.history[c] = past[-(config.history + 1) :]
         for d in made:
-            log(f"decision at epoch {epoch}: {d.describe()}")
-        decisions += made
-        row = {
-            "epoch": epoch,
-            "lr": round(lr, 8),
-            "batch_size": batch_size,
-            "train_loss": round(loss_sum / max(seen, 1), 5),
-            "train_top1": round(correct / max(seen, 1), 5),
-            "arch_loss": round(a_loss_sum / max(a_seen, 1), 5),
-            "arch_top1": round(a_correct / max(a_seen, 1), 5),
-            "images_per_s": round((seen + a_seen) / seconds, 1),
-            "seconds": round(seconds, 2),
-            "decisions": "; ".join(f"{d.cell} e{d.edge}={d.op}" for d in made),
-        }
-        rows.append(row)
+            _log(f"decision at epoch {state.epoch}: {d.describe()}")
+        state.decisions += made
+        return made
+
+    def record(self, epoch: _Epoch, made: list[Decision]) -> None:
+        """The epoch's row and log line; the batch grows after a decision."""
+        state = self.state
+        row = epoch.row(state.epoch, state.batch_size, made)
+        state.rows.append(row)
         if made:
-            batch_size += config.batch_increase
-        fixed = {c: sum(s > PRUNED for s in status[c]) for c in CELLS}
-        left = {c: status[c].count(UNDECIDED) for c in CELLS}
-        log(
-            f"epoch {epoch}/{total}: loss {row['train_loss']:.3f} train "
+            state.batch_size += self.config.batch_increase
+        fixed = {c: sum(s > PRUNED for s in state.status[c]) for c in CELLS}
+        left = {c: state.status[c].count(UNDECIDED) for c in CELLS}
+        _log(
+            f"epoch {state.epoch}/{self.total}: loss {row['train_loss']:.3f} train "
             f"{100 * row['train_top1']:.2f}%  α-half {100 * row['arch_top1']:.2f}%  "
-            f"lr {lr:.2e}  batch {row['batch_size']}  {row['images_per_s']:.0f} img/s  "
+            f"lr {epoch.lr:.2e}  batch {row['batch_size']}  {row['images_per_s']:.0f} img/s  "
             f"fixed normal {fixed['normal']}/8 reduce {fixed['reduce']}/8, "
             f"undecided {left['normal']}+{left['reduce']}"
         )
+
+    def save(self) -> None:
+        """search.csv, alphas.json, then state.pt (each atomically): a search killed before the
+        state is written resumes from the previous epoch."""
         ckpt = {
             "format": STATE_FORMAT,
-            "config": asdict(config),
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "w_opt": w_opt.state_dict(),
-            "a_opt": a_opt.state_dict(),
-            "status": {c: list(status[c]) for c in CELLS},
-            "history": {c: [h.cpu() for h in history[c]] for c in CELLS},
-            "frozen": {c: frozen[c].cpu() for c in CELLS},
-            "batch_size": batch_size,
-            "rows": rows,
-            "decisions": [asdict(d) for d in decisions],
+            "config": asdict(self.config),
+            "model": self.model.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            **self.state.to_plain(),
             "rng": rng_state(),
-            "data": {"split": source, "weight_images": len(w_index), "arch_images": len(a_index)},
+            "data": self.data.summary(),
         }
-        _write_csv(out / "search.csv", rows)
-        _write_json(out / "alphas.json", _alphas_json(model, status, epoch))
-        atomic_write(state_path, lambda tmp, ckpt=ckpt: torch.save(ckpt, tmp))
+        _write_csv(self.out / "search.csv", self.state.rows)
+        _write_alphas(self.out, self.model, self.state.status, self.state.epoch)
+        atomic_write(self.out / "state.pt", lambda tmp: torch.save(ckpt, tmp))
 
-    alphas = {c: model.alpha(c).detach().cpu() for c in CELLS}
-    genotype, notes = make_genotype(alphas, status)
-    completed = all_decided()
-    if not completed:
-        log(f"the search stopped after {epoch} epochs with undecided edges; genotype completed:")
-        for note in notes:
-            log(f"  {note}")
-    files = [
-        atomic_write(out / "genotype.txt", lambda tmp: Path(tmp).write_text(genotype.to_text())),
-        draw_cells(genotype, out / "cells.png"),
-        out / "search.csv",
-        _write_alphas(out, model, status, epoch),
-        state_path,
-    ]
-    last = rows[-1] if rows else {"arch_top1": 0.0, "train_top1": 0.0}
-    return SGASResult(
-        genotype=genotype,
-        out=out,
-        epochs_run=epoch,
-        decisions=decisions,
-        arch_top1=float(last["arch_top1"]),
-        train_top1=float(last["train_top1"]),
-        train_images=len(w_index),
-        arch_images=len(a_index),
-        source_split=source,
-        completed=completed,
-        files=files,
-    )
+    def finish(self) -> SGASResult:
+        """The genotype (completed by p where the search was cut short), its files, the result."""
+        state, out = self.state, self.out
+        alphas = {c: self.model.alpha(c).detach().cpu() for c in CELLS}
+        genotype, notes = make_genotype(alphas, state.status)
+        completed = state.all_decided()
+        if not completed:
+            _log(
+                f"the search stopped after {state.epoch} epochs with undecided edges; "
+                "genotype completed:"
+            )
+            for note in notes:
+                _log(f"  {note}")
+        files = [
+            atomic_write(
+                out / "genotype.txt", lambda tmp: Path(tmp).write_text(genotype.to_text())
+            ),
+            draw_cells(genotype, out / "cells.png"),
+            out / "search.csv",
+            _write_alphas(out, self.model, state.status, state.epoch),
+            out / "state.pt",
+        ]
+        last = state.rows[-1] if state.rows else {"arch_top1": 0.0, "train_top1": 0.0}
+        return SGASResult(
+            genotype=genotype,
+            out=out,
+            epochs_run=state.epoch,
+            decisions=state.decisions,
+            arch_top1=float(last["arch_top1"]),
+            train_top1=float(last["train_top1"]),
+            train_images=len(self.data.weight),
+            arch_images=len(self.data.arch),
+            source_split=self.data.source,
+            completed=completed,
+            files=files,
+        )
 
 
-def _write_alphas(out: Path, model: Supernet, status, epoch: int) -> Path:
-    path = out / "alphas.json"
-    _write_json(path, _alphas_json(model, status, epoch))
-    return path
+def search(config: SGASConfig, resume: bool = False, dataset=None) -> SGASResult:
+    """Run (or, with `resume`, continue from out/state.pt) an SGAS search; see the module doc."""
+    config, saved = _open_state(config, resume)
+    job = _Search.setup(config, saved, dataset)
+    while job.state.epoch < job.total and not job.state.all_decided():
+        epoch = job.train_epoch()
+        job.record(epoch, job.make_decisions())
+        job.save()
+    return job.finish()
 
 
 # ------------------------------------------------------------------ picture
@@ -685,35 +862,7 @@ def draw_cells(genotype: Genotype, path: str | Path) -> Path:
         ax.set_xlim(-1.0, out_xy[0] + 1.0)
         ax.set_ylim(-3.2, 3.2)
         for k, (op, j) in enumerate(edges):
-            target = 2 + k // 2
-            start, end = pos[j], pos[target]
-            rad = 0.25 if (j + k) % 2 else -0.25
-            ax.annotate(
-                "",
-                xy=end,
-                xytext=start,
-                arrowprops={
-                    "arrowstyle": "-|>",
-                    "color": "#555555",
-                    "shrinkA": 16,
-                    "shrinkB": 16,
-                    "connectionstyle": f"arc3,rad={rad}",
-                },
-            )
-            # arc3 bends in display space, its control point rad·(dy, −dx) off the chord's
-            # middle: the curve passes halfway between the two
-            (x1, y1), (x2, y2) = ax.transData.transform([start, end])
-            mid = ((x1 + x2) / 2 + rad * (y2 - y1) / 2, (y1 + y2) / 2 - rad * (x2 - x1) / 2)
-            mx, my = ax.transData.inverted().transform(mid)
-            ax.text(
-                mx,
-                my,
-                op,
-                fontsize=7,
-                ha="center",
-                va="center",
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#bbbbbb", "lw": 0.5},
-            )
+            _draw_edge(ax, pos[j], pos[2 + k // 2], op, 0.25 if (j + k) % 2 else -0.25)
         for i in concat:
             ax.annotate(
                 "",
@@ -740,6 +889,36 @@ def draw_cells(genotype: Genotype, path: str | Path) -> Path:
             bbox={"boxstyle": "round", "fc": "#c7e9c0", "ec": "k"},
         )
     return _save(plt, fig, path)
+
+
+def _draw_edge(ax, start: tuple, end: tuple, op: str, rad: float) -> None:
+    """An arrow bent by `rad`, labelled with its op at the middle of the curve."""
+    ax.annotate(
+        "",
+        xy=end,
+        xytext=start,
+        arrowprops={
+            "arrowstyle": "-|>",
+            "color": "#555555",
+            "shrinkA": 16,
+            "shrinkB": 16,
+            "connectionstyle": f"arc3,rad={rad}",
+        },
+    )
+    # arc3 bends in display space, its control point rad·(dy, −dx) off the chord's middle: the
+    # curve passes halfway between the two
+    (x1, y1), (x2, y2) = ax.transData.transform([start, end])
+    mid = ((x1 + x2) / 2 + rad * (y2 - y1) / 2, (y1 + y2) / 2 - rad * (x2 - x1) / 2)
+    mx, my = ax.transData.inverted().transform(mid)
+    ax.text(
+        mx,
+        my,
+        op,
+        fontsize=7,
+        ha="center",
+        va="center",
+        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#bbbbbb", "lw": 0.5},
+    )
 
 
 # ------------------------------------------------------------------ command line
