@@ -140,8 +140,11 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
         writer = Behind(write)
         started = time.perf_counter()
         try:
-            for frame in read_ahead(frames(source)):
-                result = recognizer.process_frame(frame)
+            # decoding, detection, the rest of the engine, and drawing + writing each run in
+            # their own thread, frame after frame (fer_core.stages)
+            found = ((f, recognizer.find(f.image)) for f in read_ahead(frames(source)))
+            for frame, faces in read_ahead(found):
+                result = recognizer.finish(frame.image, faces, frame.index, frame.time_s)
                 for k, v in result.timings_ms.items():
                     timings.setdefault(k, []).append(v)
                 summary.frames += 1

@@ -32,9 +32,10 @@ class RecognizerOptions:
     # auto: int8 on onnxruntime where the package has it (about 3× faster a face than fp32,
     # top-1 within 0.1 point on FER2013 PrivateTest for the shipped package), else fp32
     precision: str = "auto"
-    # classifier threads: on 2 cores an int8 face takes 0.6 ms on two, 1.5 ms on one (the
-    # detector runs on one thread, so the engine's stages never compete for the cores)
-    threads: int = 2
+    # classifier threads: on the 2-core machines a second thread did not make an int8 face
+    # faster (1.1 ms either way; five faces 5.3 ms on one, 5.3-7 ms on two), and the second
+    # core is better spent on the detector, decoding and writing
+    threads: int = 1
     faces: FaceOptions = field(default_factory=FaceOptions)
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
 
@@ -50,6 +51,15 @@ def _check_classes(classifier: Classifier) -> None:
             f"{package.path / CARD}: lists {len(classifier.labels)} labels but the model outputs "
             f"{classes} classes; the card does not belong to this model (re-export the package)"
         )
+
+
+@dataclass(frozen=True)
+class Found:
+    """What `Recognizer.find` saw in a frame, for `Recognizer.finish`."""
+
+    faces: list[Face]
+    timings: dict[str, float]
+    seconds: float
 
 
 def _boxes(faces: list[Face]) -> np.ndarray:
@@ -80,8 +90,21 @@ class Recognizer:
 
     def process(self, image: np.ndarray, index: int = 0, time_s: float = 0.0) -> FrameResult:
         """One BGR frame → its faces, largest first, with smoothed labels and stage timings."""
+        return self.finish(image, self.find(image), index, time_s)
+
+    def find(self, image: np.ndarray) -> Found:
+        """The first stage of `process`, independent of earlier frames: a headless pass runs
+        it for the next frame while `finish` classifies this one (`fer_core.stages`)."""
         t0 = time.perf_counter()
         faces, timings = self.finder.find(image)
+        return Found(faces, timings, time.perf_counter() - t0)
+
+    def finish(
+        self, image: np.ndarray, found: Found, index: int = 0, time_s: float = 0.0
+    ) -> FrameResult:
+        """The second stage: held faces, classification, tracking, in frame order."""
+        t0 = time.perf_counter()
+        faces, timings = list(found.faces), dict(found.timings)
         detected = len(faces)
         faces += self._hold(faces)
         probs, classify_ms = self.classifier.classify(image, [f.eyes for f in faces])
@@ -116,7 +139,7 @@ class Recognizer:
             for i, (f, p, t) in enumerate(zip(faces, probs, tracked, strict=True))
         )
         results = tuple(sorted(results, key=lambda r: -r.box[2] * r.box[3]))  # largest first
-        timings["total"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = (time.perf_counter() - t0 + found.seconds) * 1e3
         h, w = image.shape[:2]
         return FrameResult(index, time_s, w, h, results, timings)
 
