@@ -166,11 +166,11 @@ def _throughput(args: argparse.Namespace) -> int:
         rows,
         args.json,
         format_table,
-        "training images/s on 2048 synthetic grey 48×48 uint8 faces, after 2 warm-up steps; "
-        "project: one uint8 tensor on the device, batch augmentation there, AMP on CUDA, "
-        "channels-last where the recipe says; baseline: per-image PIL torchvision transforms "
-        "in a DataLoader, float32; both: the same model, recipe augmentation and loss, "
-        "one crop per image (the VGG recipe's ten-crop training off)",
+        "training images/s on 2048 synthetic grey 48×48 uint8 faces, after 2 warm-up steps, "
+        "as `train` steps them: one uint8 tensor on the device, batch augmentation there, the "
+        "precision shown; baseline (--baseline): per-image PIL torchvision transforms in a "
+        "DataLoader, fp32; both: the same model, recipe augmentation and loss, one crop per "
+        "image (the VGG recipe's ten-crop training off)",
     )
     return 0
 

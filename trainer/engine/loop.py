@@ -118,27 +118,36 @@ class Run:
     # ------------------------------------------------------------------ setup
 
     def _setup(self) -> None:
-        config = self.config
         prior = checkpoint.load(self.out / "last.pt") if self.resume else None
         if prior is not None and not prior.resumable:
             raise ValueError(f"{self.out / 'last.pt'}: holds no optimiser state to resume from")
+        self._read_data(prior)
+        if prior is not None:
+            self._check_resume(prior)
+        self._build(prior)
+        if prior is not None:
+            self._restore(prior)
+        self._batches()
+
+    def _read_data(self, prior: Checkpoint | None) -> None:
+        config = self.config
         self.seed = prior.seed if prior else config.seed
         max_images = prior.data.max_images if prior else config.max_images
         dataset = self._dataset or read_dataset(config.dataset, config.data, config.skip_bad)
         if not dataset.train or not dataset.val:
             raise ValueError(f"dataset {dataset.name} has no train/validation splits to train on")
         self.data_record = DataRecord(
-            dataset.name,
-            str(config.data),
-            dataset.train,
-            dataset.val,
-            fingerprint(dataset),
+            dataset.name, str(config.data), dataset.train, dataset.val, fingerprint(dataset),
             max_images,
-        )
+        )  # fmt: skip
         self.dataset = seeded_subset(dataset, max_images, self.seed)
         self.labels = list(dataset.labels)
+
+    def _build(self, prior: Checkpoint | None) -> None:
+        """The network, its view and recipe, the precision and the optimiser; fresh weights
+        (or `init`'s) seeded by the run's seed."""
+        config = self.config
         if prior is not None:
-            self._check_resume(prior)
             self.arch, self.view = prior.arch, prior.view
             self.recipe = prior.recipe.override(epochs=config.epochs or prior.recipe.epochs)
         else:
@@ -155,36 +164,34 @@ class Run:
         self.plateau = Plateau()
         self.history: list[EpochRow] = []
         self.start_epoch, self.best = 0, {"epoch": -1, "top1": -1.0}
+        self.init = prior.init if prior else config.init
+        python = "trainer.engine.loop.train() called from Python"
+        self.command = prior.command if prior else config.command or python
         if prior is None and config.init:
             fresh = init_from(self.model, config.init, self.labels)
-            print(
-                f"initialised from {config.init}; fresh: {', '.join(fresh) or 'nothing'}",
-                file=sys.stderr,
-            )
-        if prior is not None:
-            self.model.load_state_dict(prior.model)
-            self.optimizer.load_state_dict(prior.optimizer)
-            self.plateau = Plateau(**prior.schedule)
-            self.history = list(prior.history)
-            self.start_epoch, self.best = prior.epoch + 1, dict(prior.best)
-            for cb in self.callbacks:
-                if cb.key:
-                    cb.load_state_dict(prior.callbacks[cb.key])
-            checkpoint.set_rng_state(prior.rng)
-        self.init = prior.init if prior else config.init
-        self.command = (
-            prior.command
-            if prior
-            else config.command or "trainer.engine.loop.train() called from Python"
-        )
+            print(f"initialised from {config.init}; fresh: {', '.join(fresh) or 'nothing'}",
+                  file=sys.stderr)  # fmt: skip
+
+    def _restore(self, prior: Checkpoint) -> None:
+        """Where the run stopped: weights, optimiser, schedule, history, callbacks, RNGs."""
+        self.model.load_state_dict(prior.model)
+        self.optimizer.load_state_dict(prior.optimizer)
+        self.plateau = Plateau(**prior.schedule)
+        self.history = list(prior.history)
+        self.start_epoch, self.best = prior.epoch + 1, dict(prior.best)
+        for cb in self.callbacks:
+            if cb.key:
+                cb.load_state_dict(prior.callbacks[cb.key])
+        checkpoint.set_rng_state(prior.rng)
+
+    def _batches(self) -> None:
         train_size = self.recipe.train_size or self.view.size
         train_split = self.dataset[self.dataset.train]
         side = stored_side(train_split, self.view, train_size, self.recipe)
-        classes = len(self.labels)
-        self.train_data = Batches(train_split, side, self.view.channels, self.device, classes)
-        self.val_data = Batches(
-            self.dataset[self.dataset.val], side, self.view.channels, self.device, classes, False
-        )
+        classes, channels = len(self.labels), self.view.channels
+        self.train_data = Batches(train_split, side, channels, self.device, classes)
+        val_split = self.dataset[self.dataset.val]
+        self.val_data = Batches(val_split, side, channels, self.device, classes, stream=False)
         self.augment = augment_for(self.recipe, train_size)
         self.sample_weights = None
         if self.recipe.balanced:
