@@ -137,13 +137,13 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
             written.append((time.perf_counter() - t0) * 1e3)
             bar.update()
 
+        # decoding, detection, the rest of the engine, and drawing + writing each run in
+        # their own thread, frame after frame (fer_core.stages)
+        found = read_ahead((f, recognizer.find(f.image)) for f in read_ahead(frames(source)))
         writer = Behind(write)
         started = time.perf_counter()
         try:
-            # decoding, detection, the rest of the engine, and drawing + writing each run in
-            # their own thread, frame after frame (fer_core.stages)
-            found = ((f, recognizer.find(f.image)) for f in read_ahead(frames(source)))
-            for frame, faces in read_ahead(found):
+            for frame, faces in found:
                 result = recognizer.finish(frame.image, faces, frame.index, frame.time_s)
                 for k, v in result.timings_ms.items():
                     timings.setdefault(k, []).append(v)
@@ -155,6 +155,8 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
         except BaseException:
             writer.abandon()
             raise
+        finally:
+            found.close()  # its threads end here, before the source and the engine close
         summary.seconds = time.perf_counter() - started
         timings["draw + write"] = written
         summary.events = [e.message for e in source.events]

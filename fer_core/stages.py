@@ -19,20 +19,28 @@ def read_ahead(items: Iterable[T], depth: int = 4) -> Iterator[T]:
     box: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(item) -> bool:
+        """Put `item` unless the consumer has stopped (then nobody would take it)."""
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        box.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            box.put(_END)
+            offer(_END)
         except BaseException as error:  # handed to the consumer, raised there
-            box.put(error)
+            offer(error)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator: its own stages end now, in this thread
+                close()
 
     thread = threading.Thread(target=produce, name="read ahead", daemon=True)
     thread.start()
