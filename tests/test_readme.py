@@ -1,0 +1,31 @@
+"""The README is a guide: its Python example runs as printed, it cites nothing that is not
+in the repository, and the research notes live in trainer/README.md."""
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_python_example_runs(tmp_path):
+    (example,) = re.findall(r"```python\n(.*?)```", README, re.S)
+    done = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={"PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    *_, last = done.stdout.strip().splitlines()
+    assert last == "neutral 1.0"  # calibrated on her smile, the smile reads neutral
+
+
+def test_no_reference_to_a_file_outside_the_repository():
+    for text in (README, (ROOT / "trainer" / "README.md").read_text()):
+        assert "REFERENCE" not in text and "§" not in text
+
+
+def test_the_readme_is_short_and_the_research_notes_are_in_the_trainers():
+    assert len(README.splitlines()) < 250
+    notes = (ROOT / "trainer" / "README.md").read_text()
+    for paper in ("Auto-FERNet", "SGAS", "Zen-NAS", "POSTER V2", "Khaireddin"):
+        assert paper in notes
