@@ -102,13 +102,13 @@ def test_a_missing_or_altered_model_file_says_which_and_how_to_restore(tmp_path)
         f.seek(100)
         f.write(b"\x00\x01")
     with pytest.raises(FaceModelError, match=r"altered \(sha256 [0-9a-f]{16}…, expected bbff11"):
-        FaceFinder(folder=tmp_path)
-    with pytest.raises(ValueError, match="expected one of short, full"):
+        FaceFinder(FaceOptions(detector="short"), folder=tmp_path)
+    with pytest.raises(ValueError, match="expected one of full, short"):
         FaceFinder(FaceOptions(detector="long"))
 
 
 def test_framing_measure_recovers_how_faces_were_stored(astronaut, finder):
-    from trainer.framing import measure_framing
+    from trainer.data.framing import measure_framing
 
     stored = Framing(0.5, 0.42, 0.33)
     (face,) = finder.find(astronaut)[0]
