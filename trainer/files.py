@@ -9,11 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from fer_core.outputs import file_mode
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
@@ -24,7 +20,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

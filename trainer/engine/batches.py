@@ -17,7 +17,7 @@ import torch
 from trainer.data import Split
 from trainer.engine.augment import Augment, erase, ten_crop
 from trainer.engine.recipes import Recipe
-from trainer.engine.step import Batch, soft_targets
+from trainer.engine.step import Batch, smooth, soft_targets
 from trainer.engine.views import View, as_batch_tensor, normalize
 
 STREAM_ABOVE_BYTES = 4 << 30  # path datasets larger than this are decoded per batch
@@ -109,12 +109,10 @@ def make_batch(
     them, else the labels with the recipe's smoothing), mixup, normalisation."""
     device = images.device
     y = data.targets[index].to(device)
-    classes = data.classes
     if data.soft is not None:
-        targets = data.soft[index].to(device)
-        targets = targets * (1 - recipe.label_smoothing) + recipe.label_smoothing / classes
+        targets = smooth(data.soft[index].to(device), recipe.label_smoothing)
     else:
-        targets = soft_targets(y, classes, recipe.label_smoothing)
+        targets = soft_targets(y, data.classes, recipe.label_smoothing)
     if recipe.tencrop_train:
         x01 = _ten_crops(images, augment, gen, recipe)
         y, targets, index = y.repeat(10), targets.repeat(10, 1), index.repeat(10)

@@ -106,9 +106,13 @@ class Batch:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def smooth(targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Label smoothing of target distributions (N × classes)."""
+    return targets * (1 - smoothing) + smoothing / targets.shape[1]
+
+
 def soft_targets(y: torch.Tensor, classes: int, smoothing: float) -> torch.Tensor:
-    t = F.one_hot(y, classes).float()
-    return t * (1 - smoothing) + smoothing / classes
+    return smooth(F.one_hot(y, classes).float(), smoothing)
 
 
 class Step:

@@ -31,7 +31,11 @@ def inputs(view: InputView, images: torch.Tensor) -> list[torch.Tensor]:
         side = round(view.size / view.crop)
         full = warp(images, side, side / images.shape[-1]) if side != images.shape[-1] else images
         return [normalize(view, v) for v in ten_crop(full, view.size)]
-    x = normalize(view, center(images, view.size, view.crop))
+    return mirrored(view, normalize(view, center(images, view.size, view.crop)))
+
+
+def mirrored(view: InputView, x: torch.Tensor) -> list[torch.Tensor]:
+    """A network input and, for a `flip` view, its mirror image."""
     return [x, x.flip(-1)] if view.tta == "flip" else [x]
 
 

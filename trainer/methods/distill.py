@@ -26,7 +26,7 @@ from trainer.data.labels import canonical
 from trainer.engine import checkpoint
 from trainer.engine.callbacks import Callback
 from trainer.engine.step import Batch
-from trainer.engine.views import View, normalize
+from trainer.engine.views import View, mirrored, normalize
 
 
 @dataclass
@@ -45,8 +45,7 @@ class Teacher:
                 antialias=True,
                 align_corners=False,
             )
-        x = normalize(self.view, x01)
-        views = [x, x.flip(-1)] if self.view.tta == "flip" else [x]
+        views = mirrored(self.view, normalize(self.view, x01))
         if channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         out = torch.stack([self.model(v).float() for v in views]).mean(0)
