@@ -23,6 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_core.geometry import warp
+from fer_core.zoom import Detection, Zoom
+
 MEDIAPIPE_DIR = Path(__file__).resolve().parent.parent / "assets" / "mediapipe"
 
 
@@ -50,8 +53,9 @@ DETECTOR_FULL = VendoredFile(
     "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
     "mediapipe==0.10.21 (mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite)",
 )
-# full range: faces from about 45 px in a 640×480 frame up to close-ups, about 5.6 ms on
-# 2 cores; short range: only faces near the camera (at least ~100 px), about 2.4 ms
+# full range: faces from about 50 px in a 640×480 frame (from about 35 px with `zoom`) up to
+# close-ups, about 5.6 ms on 2 cores; short range: only faces near the camera (at least
+# ~100 px), about 2.4 ms
 DETECTORS = {"full": DETECTOR_FULL, "short": DETECTOR}
 LANDMARKER = VendoredFile(
     "face_landmarker.task",
@@ -145,6 +149,7 @@ class FaceOptions:
     # faces that fill a fifth of the frame or more, about 2.5 ms faster
     detector: str = "full"  # a key of DETECTORS
     max_faces: int = 5
+    zoom: bool = True  # full range: look again, magnified, for faces under ~64 px (`zoom`)
     min_detection: float = 0.5  # detector confidence
     landmarks: bool = False  # run the FaceLandmarker too (478 points)
     blendshapes: bool = False  # and its 52 blendshape scores (implies landmarks)
@@ -174,6 +179,9 @@ class FaceFinder:
                 f"face detector {self.options.detector!r}: expected one of {', '.join(DETECTORS)}"
             )
         model = verified_path(DETECTORS[self.options.detector], folder)
+        # the short-range model cannot see the magnified faces' mosaic (it wants faces near)
+        zoom = self.options.zoom and self.options.detector == "full"
+        self.zoom = Zoom(self._detect) if zoom else None
         landmarker = None
         if self.options.landmarks or self.options.blendshapes:
             landmarker = verified_path(LANDMARKER, folder)
@@ -204,24 +212,38 @@ class FaceFinder:
         """An RGB uint8 array as the image MediaPipe's tasks take."""
         return self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
 
+    def _detect(self, rgb: np.ndarray) -> list[Detection]:
+        """The detector's faces in an RGB picture, in its pixels."""
+        h, w = rgb.shape[:2]
+        found = []
+        for d in self.detector.detect(self._picture(rgb)).detections:
+            b = d.bounding_box
+            box = np.array([b.origin_x, b.origin_y, b.width, b.height], dtype=np.float64)
+            eyes = np.array([[k.x * w, k.y * h] for k in d.keypoints[:2]])
+            score = d.categories[0].score if d.categories else 0.0
+            found.append(Detection(box, float(score), eyes))
+        return found
+
     def find(self, image: np.ndarray) -> tuple[list[Face], dict[str, float]]:
+        """The faces of a BGR frame, largest first, and each stage's milliseconds. With `zoom`,
+        frames are taken as a video's, in order: small faces of earlier frames are looked for
+        again (`fer_core.zoom`)."""
         h, w = image.shape[:2]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         rgb = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        detections = self.detector.detect(self._picture(rgb)).detections
+        detections = self._detect(rgb)
+        if self.zoom is not None:
+            detections += self.zoom.extra(rgb, detections)
         timings["detect"] = (time.perf_counter() - t0) * 1e3
         faces = []
         for d in detections:
-            b = d.bounding_box
-            x0, y0 = max(0, b.origin_x), max(0, b.origin_y)
-            x1, y1 = min(w, b.origin_x + b.width), min(h, b.origin_y + b.height)
+            x0, y0 = (max(0, round(v)) for v in d.box[:2])
+            x1, y1 = round(min(w, d.box[0] + d.box[2])), round(min(h, d.box[1] + d.box[3]))
             if x1 <= x0 or y1 <= y0:
                 continue
-            eyes = np.array([[k.x * w, k.y * h] for k in d.keypoints[:2]])
-            eyes = eyes[np.argsort(eyes[:, 0])]
-            score = d.categories[0].score if d.categories else 0.0
-            faces.append(Face((x0, y0, x1 - x0, y1 - y0), float(score), eyes))
+            eyes = d.eyes[np.argsort(d.eyes[:, 0])]
+            faces.append(Face((x0, y0, x1 - x0, y1 - y0), d.score, eyes))
         faces.sort(key=lambda f: -f.box[2] * f.box[3])
         faces = faces[: self.options.max_faces]
         if self.landmarker is not None:
@@ -276,20 +298,6 @@ def alignment(eyes: np.ndarray, framing: Framing, side: int) -> np.ndarray:
     rotation = np.array([[cos, -sin], [sin, cos]])
     target = np.array([framing.eye_x * side, framing.eye_y * side])
     return np.hstack([rotation, (target - rotation @ centre)[:, None]])
-
-
-def warp(
-    image: np.ndarray,
-    m: np.ndarray,
-    size: tuple[int, int],
-    border: int = cv2.BORDER_REPLICATE,
-) -> np.ndarray:
-    """`image` resampled (bilinear) into a W×H picture through the 2×3 map `m`, given between
-    continuous coordinates (pixel i spans [i, i+1), as MediaPipe's keypoints are); OpenCV
-    wants pixel-index coordinates (pixel i at i), so the map is shifted by half a pixel."""
-    index = np.array(m, dtype=np.float64)
-    index[:, 2] = index[:, 2] + index[:, :2].sum(axis=1) * 0.5 - 0.5
-    return cv2.warpAffine(image, index, size, flags=cv2.INTER_LINEAR, borderMode=border)
 
 
 def aligned_crop(image: np.ndarray, eyes: np.ndarray, framing: Framing, side: int) -> np.ndarray:

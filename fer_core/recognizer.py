@@ -93,8 +93,9 @@ class Recognizer:
         return self.finish(image, self.find(image), index, time_s)
 
     def find(self, image: np.ndarray) -> Found:
-        """The first stage of `process`, independent of earlier frames: a headless pass runs
-        it for the next frame while `finish` classifies this one (`fer_core.stages`)."""
+        """The first stage of `process`, which depends only on the earlier frames' `find`
+        (small faces looked for again): a headless pass runs it for the next frame while
+        `finish` classifies this one (`fer_core.stages`)."""
         t0 = time.perf_counter()
         faces, timings = self.finder.find(image)
         return Found(faces, timings, time.perf_counter() - t0)

@@ -90,9 +90,9 @@ def test_benchmark_prints_every_case_with_the_share_of_faces_found(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["faces", "detected", "shown", "frames/s"]
     scenes = [re.match(r"\s*(.+ (?:grid|px))\s+([\d.]+)%\s+([\d.]+)%", line) for line in lines[1:5]]
-    assert [s[1] for s in scenes] == ["1 on a grid", "5 on a grid", "5 × 70 px", "5 × 45 px"]
-    # with the default settings every face of the near and the 70-px group is detected
-    assert [float(s[2]) for s in scenes[:3]] == [100.0, 100.0, 100.0]
+    assert [s[1] for s in scenes] == ["1 on a grid", "5 on a grid", "5 × 70 px", "5 × 40 px"]
+    # with the default settings every face is detected, the 40-px group too (`fer_core.zoom`)
+    assert [float(s[2]) for s in scenes] == [100.0, 100.0, 100.0, 100.0]
     assert all(float(s[3]) >= float(s[2]) for s in scenes)
 
 

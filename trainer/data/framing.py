@@ -42,10 +42,10 @@ class FramingMeasure:
 
 def measure_framing(images, dataset: str = "") -> FramingMeasure:
     """Eye positions over stored faces (grey H×W or BGR H×W×3 uint8 arrays)."""
-    from fer_core.faces import FaceFinder
+    from fer_core.faces import FaceFinder, FaceOptions
 
     rows = []
-    with FaceFinder() as finder:
+    with FaceFinder(FaceOptions(zoom=False)) as finder:  # unrelated pictures, not a video
         for image in images:
             image = np.asarray(image)
             if image.ndim == 2:

@@ -80,5 +80,3 @@ def benchmark_package(name_or_path: str, threads: int = 1, seconds: float = 3.0)
         timings["fp32"],
         timings.get("int8"),
     )
-
-
