@@ -62,6 +62,11 @@ def _inside(point: np.ndarray, box: np.ndarray, grow: float = 1.0) -> bool:
     return bool(np.all(np.abs(point - centre) <= half))
 
 
+def _found_again(face: Detection, found: list[Detection]) -> bool:
+    """Whether a remembered face is among `found` (it may have moved a little since)."""
+    return any(_inside(d.centre, face.box, 1.5) for d in found)
+
+
 def _new(found: list[Detection], extra: list[Detection]) -> list[Detection]:
     """`extra`'s detections whose centre lies in no detection already found."""
     kept = list(found)
@@ -90,11 +95,7 @@ class Zoom:
         if first:
             self.reset()
             self.shape = rgb.shape
-        missed = [
-            face
-            for face, _ in self.memory
-            if not any(_inside(d.centre, face.box, 1.5) for d in found)
-        ]
+        missed = [face for face, _ in self.memory if not _found_again(face, found)]
         extra = _new(found, self._revisit(rgb, missed)) if missed else []
         quarters = [self.frame // SWEEP_EVERY % 4] if self.frame % SWEEP_EVERY == 0 else []
         for quarter in range(4) if first else quarters:
@@ -107,7 +108,7 @@ class Zoom:
         small = max(shape[:2]) * SMALL
         now = [(d, 0) for d in faces if max(d.box[2:]) < small]
         for face, age in self.memory:
-            if age + 1 < MEMORY and not any(_inside(d.centre, face.box, 1.5) for d, _ in now):
+            if age + 1 < MEMORY and not _found_again(face, [d for d, _ in now]):
                 now.append((face, age + 1))
         self.memory = now
 
