@@ -181,6 +181,41 @@ def test_cli_evaluate_and_saliency(package, tiny_run, tiny_fer2013, tmp_path, ca
     assert "not a model package" in capsys.readouterr().err
 
 
+def test_export_scores_direct_transfer_into_the_card(tiny_run, tiny_fer2013, tmp_path):
+    from trainer.data import Dataset, Split
+    from trainer.data import labels as L
+    from trainer.export.package import export_package
+
+    rng = np.random.default_rng(0)
+    targets = np.arange(14) % 7  # CK+ order: contempt's faces are left out
+    ck = Dataset(
+        "ckplus",
+        L.CKPLUS,
+        {"all": Split("all", targets, images=rng.integers(0, 256, (14, 48, 48), np.uint8))},
+    )
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    out = tmp_path / "tiny"
+    result = export_package(tiny_run[0] / "best.pt", out, dataset, int8=False, transfer=[ck])
+    scored = result.card["metrics"]["ckplus/all"]
+    assert scored["n"] == 12 and scored["transfer"] == "direct: never trained on"
+    assert (out / "confusion-ckplus-all.png").is_file()
+    again = evaluate(load_predictor(out), ck, "all")
+    assert again.metrics.top1 == pytest.approx(scored["top1"], abs=1e-6)
+
+    # `evaluate --record` writes the same entry into an existing package's card
+    from trainer.export.package import record_transfer
+
+    card_path = out / "card.json"
+    card = json.loads(card_path.read_text())
+    del card["metrics"]["ckplus/all"]
+    card_path.write_text(json.dumps(card))
+    assert record_transfer(out, again) == "ckplus/all"
+    assert json.loads(card_path.read_text())["metrics"]["ckplus/all"] == scored
+    own = evaluate(load_predictor(out), dataset, "test")
+    with pytest.raises(ValueError, match="trained on fer2013, so its fer2013 figure is no"):
+        record_transfer(out, own)
+
+
 def test_saliency_is_normalised_over_the_whole_map(tiny_run):
     from trainer.engine import checkpoint
     from trainer.evaluation.saliency import saliency

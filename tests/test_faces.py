@@ -119,3 +119,35 @@ def test_framing_measure_recovers_how_faces_were_stored(astronaut, finder):
     measured = [result.eye_x, result.eye_y, result.eye_distance]
     assert measured == pytest.approx([0.5, 0.42, 0.33], abs=0.05)
     assert "Framing(" in result.report()
+
+
+def test_live_check_scores_the_engine_crop_beside_the_stored_one(astronaut, finder, tmp_path):
+    from trainer.cli import main
+    from trainer.data import read_dataset
+    from trainer.evaluation.live import live_check
+
+    (face,) = finder.find(astronaut)[0]
+    square = cv2.cvtColor(
+        aligned_crop(astronaut, face.eyes, FRAMINGS["fer2013"], 48), cv2.COLOR_BGR2GRAY
+    )
+    stored = {  # CK+48 layout; the flat square has no face for the detector
+        "happy/S010_006_00000001.png": square,
+        "happy/S010_006_00000002.png": square[:, ::-1],
+        "fear/S011_001_00000001.png": np.full((48, 48), 128, np.uint8),
+        "contempt/S012_001_00000001.png": square,  # a class vgg-fer-s lacks
+    }
+    for name, image in stored.items():
+        (tmp_path / "CK+48" / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "CK+48" / name), image)
+    check = live_check("vgg-fer-s", read_dataset("ckplus", tmp_path))
+    assert (check.images, check.found, check.left_out) == (3, 2, 1)
+    assert (check.live.n, check.stored.n, check.stored_all.n) == (2, 2, 3)
+    # stored in the framing the engine aligns to, each face gets the same class both ways
+    assert check.live.confusion == check.stored.confusion
+    assert check.live_top1_all == pytest.approx(check.live.top1 * 2 / 3)
+    assert "detector found 2 of 3 faces" in check.report()
+
+    assert (
+        main(["evaluate", "model.pt", "--dataset", "ckplus", "--data", str(tmp_path), "--live"])
+        == 2
+    )

@@ -153,6 +153,55 @@ def test_kfold_end_to_end_and_resume(fer_checkpoint, tmp_path):
         kfold(fer_checkpoint, ck, k=2, recipe=recipe, out_dir=out, seed=1, device="cpu")
 
 
+def test_kfold_into_fer2013_trains_each_fold_in_its_labels_beside_its_faces(
+    fer_checkpoint, tmp_path
+):
+    from trainer.engine.checkpoint import load
+    from trainer.engine.recipes import get_recipe
+    from trainer.methods.kfold import kfold
+
+    groups = np.array([f"S{s:03d}" for _ in range(7) for s in range(4) for _ in range(2)])
+    ck = Dataset("ckplus", L.CKPLUS, {"all": _random_split("all", 8, 7, 2, groups)})
+    fer = Dataset(
+        "fer2013",
+        L.FER2013,
+        {"train": _random_split("train", 3, 7, 5), "val": _random_split("val", 1, 7, 6)},
+        train="train",
+        val="val",
+    )
+    recipe = get_recipe("ckplus-finetune").override(epochs=1, batch_size=16)
+    out = tmp_path / "kfold"
+    result = kfold(fer_checkpoint, ck, k=2, recipe=recipe, out_dir=out, device="cpu", into=fer,
+                   repeat=2)  # fmt: skip
+
+    # the held-out folds leave contempt out (FER2013 lacks it): 6 classes × 8 images
+    assert sum(f.n for f in result.folds) == 48
+    fold = load(out / "fold-01" / "last.pt")
+    assert fold.labels == list(L.FER2013)  # neutral kept for the shipped model's label set
+    assert fold.data.name == "fer2013+ckplus"
+    held = result.folds[0].n
+    other_folds = 48 - held  # CK+ faces of the six shared classes in the other fold
+    assert fold.data.fingerprint["train"] == 21 + 2 * other_folds
+    plan = json.loads((out / "folds.json").read_text())
+    assert plan["into"] == {"dataset": "fer2013", "repeat": 2}
+    with pytest.raises(ValueError, match="different into"):
+        kfold(fer_checkpoint, ck, k=2, recipe=recipe, out_dir=out, device="cpu", into=fer)
+
+    # a package of a model trained on CK+ carries the folds' figure, never a "transfer" one
+    from trainer.export.package import export_package
+
+    fold_model = out / "fold-01" / "last.pt"
+    with pytest.raises(ValueError, match="is no transfer; score it on held-out subjects"):
+        export_package(fold_model, tmp_path / "p", fer, int8=False, transfer=[ck])
+    package = export_package(fold_model, tmp_path / "p", fer, int8=False, kfold=out / "kfold.json")
+    card = json.loads((package.path / "card.json").read_text())
+    assert card["extra"]["kfold"]["mean_top1"] == pytest.approx(result.mean_top1, abs=1e-6)
+    assert card["extra"]["kfold"]["into"] == {"dataset": "fer2013", "repeat": 2}
+    assert card["crop"]["framing"] == "fer2013"  # framed as the mix's base
+    with pytest.raises(ValueError, match=r"expected the kfold\.json"):
+        export_package(fold_model, tmp_path / "q", fer, int8=False, kfold=out / "folds.json")
+
+
 def test_kfold_verb_refuses_view_overrides(fer_checkpoint, tmp_path, capsys):
     from trainer.cli import main
 

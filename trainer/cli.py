@@ -227,6 +227,18 @@ def _read_dataset(args: argparse.Namespace):
     return dataset
 
 
+def _read_source(text: str, flag: str, skip_bad: bool = False):
+    """The dataset a `DATASET=PATH` flag names (`trainer.data.mix.parse_source`)."""
+    from trainer.data import read_dataset
+    from trainer.data.mix import parse_source
+
+    name, path = parse_source(text, flag)
+    dataset = read_dataset(name, path, skip_bad=skip_bad)
+    if dataset.skipped.total:
+        print(f"{flag} {name}: {dataset.skipped.summary()}", file=sys.stderr)
+    return dataset
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     from trainer.engine.recipes import RECIPES
 
@@ -236,6 +248,21 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         "package to take the architecture of (required unless --resume)",
     )
     _data_flags(p)
+    p.add_argument(
+        "--add-data",
+        action="append",
+        default=[],
+        metavar="DATASET=PATH",
+        help="add this dataset's faces to the training split (repeatable; classes matched by "
+        "name, others left out; validation and test stay --dataset's), e.g. "
+        "ckplus=../shared/data/ckplus",
+    )
+    p.add_argument(
+        "--add-repeat",
+        type=positive_int,
+        default=1,
+        help="times each --add-data dataset's faces are repeated in the training split",
+    )
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, curves)")
     p.add_argument(
         "--recipe",
@@ -325,8 +352,8 @@ def _teacher_flag(p: argparse.ArgumentParser) -> None:
 
 
 # what a resume may be told: where things are and how to run, never what to train
-RESUME_FLAGS = {"out", "data", "dataset", "resume", "epochs", "device", "threads", "skip_bad",
-                "precision", "command", "verb"}  # fmt: skip
+RESUME_FLAGS = {"out", "data", "dataset", "add_data", "add_repeat", "resume", "epochs", "device",
+                "threads", "skip_bad", "precision", "command", "verb"}  # fmt: skip
 
 
 def _given_flags(argv: list[str], add_arguments: Callable[[argparse.ArgumentParser], None]):
@@ -340,6 +367,7 @@ def _given_flags(argv: list[str], add_arguments: Callable[[argparse.ArgumentPars
 
 def _train(args: argparse.Namespace) -> int:
     from fer_core.models import get_spec
+    from trainer.data.mix import add_training
     from trainer.engine import checkpoint
     from trainer.engine.loop import TrainConfig, train
     from trainer.engine.networks import describe_architecture
@@ -378,7 +406,13 @@ def _train(args: argparse.Namespace) -> int:
             max_images=args.max_images,
         )
         callbacks = standard_callbacks(args.teacher)
-    result = train(config, callbacks, resume=args.resume, dataset=_read_dataset(args))
+    dataset = _read_dataset(args)
+    if args.add_repeat != 1 and not args.add_data:
+        raise ValueError("--add-repeat: only with --add-data")
+    for text in args.add_data:
+        extra = _read_source(text, "--add-data", args.skip_bad)
+        dataset = add_training(dataset, extra, args.add_repeat)
+    result = train(config, callbacks, resume=args.resume, dataset=dataset)
     print(
         f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
         f" of {result.epochs}; checkpoints in {result.out}"
@@ -423,19 +457,62 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", help="folder for evaluation.json and confusion.png")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="a package only: write this evaluation into its card's metrics, as a direct "
+        "transfer (refused for a dataset the model trained on)",
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="a package only: also put each face through the live engine (detector, aligned "
+        "crop) and compare with its stored crop",
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluation.evaluate import evaluate, load_predictor, write_report
 
     _set_threads(args)
+    if args.live:
+        return _evaluate_live(args)
     predictor = load_predictor(args.model, "int8" if args.int8 else "fp32", threads=args.threads)
     dataset = _read_dataset(args)
+    if args.record and predictor.backend != "onnxruntime":
+        raise ValueError(f"--record: {args.model} is a checkpoint; it writes into package cards")
     result = evaluate(predictor, dataset, args.split, args.tta)
     print(json.dumps(asdict(result), indent=2) if args.json else result.report())
+    if args.record:
+        from trainer.export.package import record_transfer
+
+        key = record_transfer(args.model, result)
+        print(f"recorded as metrics[{key!r}] in {predictor.source}/card.json", file=sys.stderr)
     if args.out:
         files = write_report(result, args.out)
         print(f"wrote {', '.join(str(f) for f in files.values())}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_live(args: argparse.Namespace) -> int:
+    from trainer.evaluation.live import live_check
+
+    if Path(args.model).suffix in (".pt", ".pth"):
+        raise ValueError(
+            f"--live: {args.model} is a checkpoint; the live engine runs model packages "
+            "(python -m trainer export)"
+        )
+    for flag in ("tta", "out"):
+        if getattr(args, flag):
+            raise ValueError(f"--live takes the package's own views and prints only; drop --{flag}")
+    check = live_check(
+        args.model,
+        _read_dataset(args),
+        args.split,
+        "int8" if args.int8 else "fp32",
+        args.threads or 1,
+    )
+    print(json.dumps(asdict(check), indent=2) if args.json else check.report())
     return 0
 
 
@@ -507,6 +584,18 @@ def _kfold_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, help="folder of the fold runs and kfold.json")
     p.add_argument(
+        "--into",
+        metavar="DATASET=PATH",
+        help="train each fold as part of this dataset (e.g. fer2013=../shared/data/fer2013): "
+        "its labels, its training faces beside the other folds' faces",
+    )
+    p.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="with --into: times the other folds' faces are repeated in the mix (default 1)",
+    )
+    p.add_argument(
         "--recipe",
         default="ckplus-finetune",
         choices=sorted(RECIPES),
@@ -530,6 +619,11 @@ def _kfold(args: argparse.Namespace) -> int:
     if given:
         raise ValueError(f"{', '.join(given)}: kfold keeps the views of the checkpoint's recipe")
     dataset = _read_dataset(args)
+    into = None
+    if args.into:
+        into = _read_source(args.into, "--into", args.skip_bad)
+    elif args.repeat != 1:
+        raise ValueError("--repeat: only with --into (the dataset the folds join)")
     kfold(
         args.checkpoint,
         dataset,
@@ -543,6 +637,8 @@ def _kfold(args: argparse.Namespace) -> int:
         command=args.command,
         teachers=args.teacher,
         precision=args.precision,
+        into=into,
+        repeat=args.repeat,
     )
     return 0
 
@@ -578,6 +674,19 @@ def _export_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="make this package the app's default (writes DEFAULT beside it)",
     )
+    p.add_argument(
+        "--transfer",
+        action="append",
+        default=[],
+        metavar="DATASET=PATH",
+        help="also score the package on this dataset's test (or only) split, which the model "
+        "never trained on, into the card (repeatable), e.g. ckplus=../shared/data/ckplus",
+    )
+    p.add_argument(
+        "--kfold",
+        metavar="KFOLD_JSON",
+        help="record this k-fold result (python -m trainer kfold's kfold.json) in the card",
+    )
 
 
 def _print_package(result) -> None:
@@ -606,6 +715,8 @@ def _export(args: argparse.Namespace) -> int:
         threads=args.threads,
         tta=args.tta,
         torch_weights=args.torch_weights,
+        transfer=[_read_source(t, "--transfer", args.skip_bad) for t in args.transfer],
+        kfold=args.kfold,
     )
     _print_package(result)
     if result.int8_agreement is not None:

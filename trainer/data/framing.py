@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 SIDE = 192  # the stored square, upscaled
+PAD = SIDE // 2  # border around it: the detector wants some context around a face
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,17 @@ class FramingMeasure:
         )
 
 
+def as_scene(image: np.ndarray) -> np.ndarray:
+    """A stored face square (grey H×W or BGR H×W×3 uint8) as a BGR picture for the detector:
+    upscaled to `SIDE` and padded by `PAD` with its own border on every side, so the square
+    spans [PAD, PAD + SIDE) in both axes."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    big = cv2.resize(image, (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
+    return cv2.copyMakeBorder(big, PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
+
+
 def measure_framing(images, dataset: str = "") -> FramingMeasure:
     """Eye positions over stored faces (grey H×W or BGR H×W×3 uint8 arrays)."""
     from fer_core.faces import FaceFinder, FaceOptions
@@ -47,15 +59,9 @@ def measure_framing(images, dataset: str = "") -> FramingMeasure:
     rows = []
     with FaceFinder(FaceOptions(zoom=False)) as finder:  # unrelated pictures, not a video
         for image in images:
-            image = np.asarray(image)
-            if image.ndim == 2:
-                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-            big = cv2.resize(image, (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
-            pad = SIDE // 2
-            padded = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-            faces, _ = finder.find(padded)
+            faces, _ = finder.find(as_scene(image))
             if faces:
-                left, right = (faces[0].eyes - pad) / SIDE
+                left, right = (faces[0].eyes - PAD) / SIDE
                 rows.append([*(left + right) / 2, np.linalg.norm(right - left)])
     a = np.array(rows).reshape(-1, 3)
     if not len(a):

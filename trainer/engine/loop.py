@@ -206,6 +206,11 @@ class Run:
             raise ValueError(
                 f"{where} was trained on labels {prior.labels}, but the dataset has {self.labels}"
             )
+        if prior.data is not None and prior.data.name != self.data_record.name:
+            raise ValueError(
+                f"{where}: trained on {prior.data.name}, resumed on {self.data_record.name}; "
+                "give the run's --dataset and --add-data again"
+            )
         if prior.data is not None and prior.data.fingerprint != self.data_record.fingerprint:
             raise ValueError(
                 f"{where}: trained on {prior.data.name} {prior.data.fingerprint}, but --data "

@@ -151,13 +151,19 @@ def export_package(
     threads: int = 0,
     tta: str | None = None,
     torch_weights: bool = False,
+    transfer: list = (),
+    kfold: str | Path | None = None,
 ) -> PackageResult:
     """Write a model package for a trainer checkpoint (see `write_package`), with the training
-    curves of its run."""
+    curves of its run, its direct transfer to the `transfer` datasets and the k-fold result
+    `kfold` (a kfold.json) in the card."""
     from fer_core.models import get_spec
     from trainer.engine import checkpoint
 
     model, state = checkpoint.load_model(checkpoint_path)
+    if state.data is not None:
+        check_transfer(state.data.name, [t.name for t in transfer])
+    extra = {"kfold": kfold_summary(kfold)} if kfold else {}
     view = replace(state.view, tta=tta) if tta else state.view
     identity = PackageIdentity(
         name=name or Path(out).name,
@@ -178,6 +184,8 @@ def export_package(
         threads=threads,
         pictures=[curves] if curves.is_file() else [],
         torch_weights=torch_weights,
+        transfer=transfer,
+        extra=extra,
     )
 
 
@@ -204,6 +212,8 @@ def write_package(
     threads: int = 0,
     pictures: list[Path] = (),
     torch_weights: bool = False,
+    transfer: list = (),
+    extra: dict | None = None,
 ) -> PackageResult:
     """Write a model package for `model` fed as `view`: model.onnx (checked against torch on
     real validation images), model.int8.onnx (calibrated on training images), model.pt with
@@ -230,7 +240,8 @@ def write_package(
         if torch_weights:
             card["extra"]["torch_dtype"] = torch_dtype  # the backend widens float16 to float32
         _write_card(staging, card)  # the package is now complete enough to be run
-        card["metrics"] = _score(staging, dataset, card["name"], int8, threads)
+        card["extra"].update(extra or {})
+        card["metrics"] = _score(staging, dataset, card["name"], int8, threads, transfer)
         agreement = None
         if int8:
             agreement = _int8_agreement(staging, dataset, view, threads)
@@ -391,7 +402,8 @@ def _card(identity: PackageIdentity, model, view, files: list[Path], parity: Par
     from fer_core.zoo import sha256
 
     complexity = measure(model, (view.channels, view.size, view.size))
-    data = identity.train["dataset"]
+    # a mixed run (`fer2013+ckplus`) is framed as its base, which the added faces were sized into
+    data = identity.train["dataset"].split("+")[0]
     return {
         "format": FORMAT,
         "name": identity.name,
@@ -417,9 +429,12 @@ def _write_card(folder: Path, card: dict) -> None:
     (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
-def _score(staging: Path, dataset, name: str, int8: bool, threads: int) -> dict:
+def _score(
+    staging: Path, dataset, name: str, int8: bool, threads: int, transfer: list = ()
+) -> dict:
     """The package's metrics on the validation and test splits (fp32, and int8 where shipped),
-    with a confusion-matrix picture per split."""
+    and on the test (or only) split of each `transfer` dataset, with a confusion-matrix picture
+    per split."""
     from trainer.evaluation.evaluate import (
         as_card_metrics,
         confusion_picture,
@@ -427,16 +442,84 @@ def _score(staging: Path, dataset, name: str, int8: bool, threads: int) -> dict:
         load_predictor,
     )
 
+    scored = [(dataset, k, k) for k in dict.fromkeys(k for k in (dataset.val, dataset.test) if k)]
+    for other in transfer:
+        key = other.test or next(iter(other.splits))
+        scored.append((other, key, f"{other.name}-{key}"))
     metrics = {}
     for precision in ("fp32", "int8") if int8 else ("fp32",):
         predictor = load_predictor(staging, precision, threads=threads)
-        for key in dict.fromkeys(k for k in (dataset.val, dataset.test) if k):
-            result = evaluate(predictor, dataset, key)
+        for data, key, picture in scored:
+            result = evaluate(predictor, data, key)
             suffix = "" if precision == "fp32" else "/int8"
-            metrics[f"{dataset.name}/{key}{suffix}"] = as_card_metrics(result)
+            metrics[f"{data.name}/{key}{suffix}"] = as_card_metrics(result)
+            if data is not dataset:
+                metrics[f"{data.name}/{key}{suffix}"]["transfer"] = "direct: never trained on"
             if precision == "fp32":
-                confusion_picture(result, staging / f"confusion-{key}.png", name)
+                confusion_picture(result, staging / f"confusion-{picture}.png", name)
     return metrics
+
+
+def record_transfer(package: str | Path, evaluation) -> str:
+    """Write an evaluation of a package on a dataset it never trained on into its card's
+    metrics (`evaluate --record`); returns the card's key. The card is replaced atomically."""
+    from fer_core.zoo import load_package
+    from trainer.evaluation.evaluate import as_card_metrics
+    from trainer.files import atomic_write
+
+    folder = load_package(package).path
+    card = json.loads((folder / CARD).read_text())
+    trained = card.get("train", {}).get("dataset", "")
+    check_transfer(trained, [evaluation.dataset])
+    key = evaluation.split.split()[0]
+    key = f"{evaluation.dataset}/{key}" + ("/int8" if evaluation.precision == "int8" else "")
+    card.setdefault("metrics", {})[key] = {
+        **as_card_metrics(evaluation),
+        "transfer": "direct: never trained on",
+    }
+    text = json.dumps(card, indent=2) + "\n"
+    atomic_write(folder / CARD, lambda tmp: Path(tmp).write_text(text))
+    return key
+
+
+def check_transfer(trained_on: str, names: list[str]) -> None:
+    """A transfer figure is a model's score on a dataset it never trained on: refuse one of
+    a dataset in the run's own mix (`fer2013+ckplus`)."""
+    trained = set(trained_on.split("+"))
+    for name in names:
+        if name in trained:
+            raise ValueError(
+                f"{name}: the model trained on {trained_on}, so its {name} figure is no "
+                "transfer; score it on held-out subjects with `kfold --into` and record that "
+                "with export --kfold"
+            )
+
+
+def kfold_summary(path: str | Path) -> dict:
+    """The card's record of a k-fold result (`python -m trainer kfold`'s kfold.json)."""
+    path = Path(path)
+    try:
+        result = json.loads(path.read_text())
+        plan = json.loads((path.parent / "folds.json").read_text())
+        summary = {
+            "protocol": result["protocol"],
+            "description": result["description"],
+            "k": result["k"],
+            "mean_top1": round(result["mean_top1"], 6),
+            "std_top1": round(result["std_top1"], 6),
+            "mean_macro_f1": round(result["mean_macro_f1"], 6),
+            "std_macro_f1": round(result["std_macro_f1"], 6),
+            "into": plan.get("into"),
+            "recipe": result["recipe"]["name"],
+            "epochs": result["recipe"]["epochs"],
+            "note": result["note"],
+        }
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"--kfold {path}: expected the kfold.json that `python -m trainer kfold` writes, "
+            f"with folds.json beside it ({e})"
+        ) from None
+    return summary
 
 
 def _int8_agreement(staging: Path, dataset, view, threads: int) -> float:

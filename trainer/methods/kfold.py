@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from trainer.data import Dataset
+from trainer.data.mix import mapped_split, with_faces
 from trainer.engine.checkpoint import load as load_checkpoint
 from trainer.engine.checkpoint import load_weights
 from trainer.engine.recipes import VIEW_FIELDS, Recipe, get_recipe
@@ -149,23 +150,36 @@ def finetune_recipe(recipe: Recipe, stored: dict[str, Any]) -> Recipe:
     return recipe.override(**view)
 
 
-def _fold_dataset(dataset: Dataset, whole: str, test: np.ndarray, i: int) -> Dataset:
+def _fold_dataset(
+    dataset: Dataset,
+    whole: str,
+    test: np.ndarray,
+    i: int,
+    into: Dataset | None = None,
+    repeat: int = 1,
+) -> Dataset:
     """The other folds as `train`, the held-out fold as `val` (which `train` reports each epoch;
-    nothing is chosen on it here)."""
+    nothing is chosen on it here). With `into`, the folds join that dataset: its labels (classes
+    matched by name, faces of others left out) and its training faces beside the other folds'
+    faces, which are repeated `repeat` times."""
     data = dataset[whole]
     held_out = np.zeros(len(data), dtype=bool)
     held_out[test] = True
     name = f"fold-{i:02d}"
+    others = data.subset(np.flatnonzero(~held_out), "train")
+    held = data.subset(np.flatnonzero(held_out), name)
+    if into is None:
+        return Dataset(dataset.name, dataset.labels, {"train": others, name: held}, "train", name)
     return Dataset(
-        name=dataset.name,
-        labels=dataset.labels,
+        name=f"{into.name}+{dataset.name}",
+        labels=into.labels,
         splits={
-            "train": data.subset(np.flatnonzero(~held_out), "train"),
-            name: data.subset(np.flatnonzero(held_out), name),
+            "train": with_faces(into, others, dataset.labels, repeat),
+            name: mapped_split(held, dataset.labels, into.labels),
         },
         train="train",
         val=name,
-    )
+    )  # fmt: skip
 
 
 def _check_plan(out_dir: Path, plan: dict[str, Any]) -> None:
@@ -198,12 +212,17 @@ def kfold(
     command: str = "",
     teachers: list[str] | None = None,
     precision: str = "auto",
+    into: Dataset | None = None,
+    repeat: int = 1,
 ) -> KFoldResult:
     """Fine-tune `checkpoint` on each fold of `dataset[split]` (default recipe
     `ckplus-finetune`, views taken from the checkpoint's recipe) and score it on the held-out
     fold. The held-out fold is the run's validation split only in name: it is reported, never
     used to choose; each fold's figure is its final epoch. Finished folds are not retrained,
-    stopped ones resume from their `last.pt`. `teachers` distil into every fold."""
+    stopped ones resume from their `last.pt`. `teachers` distil into every fold. With `into`
+    (e.g. FER2013), each fold trains as part of that dataset, in its labels, the other folds'
+    faces `repeat` times beside its training faces (`_fold_dataset`): the held-out figures are
+    then those of a model trained on both, as one trained on all subjects would be shipped."""
     from trainer.engine.loop import TrainConfig, train
     from trainer.methods import standard_callbacks
 
@@ -226,9 +245,11 @@ def kfold(
         if whole.groups is None:
             raise ValueError(f"{dataset.name} has no subject ids: subject folds are impossible")
         folds = subject_folds(whole.groups, k, seed)
+    mix = {} if into is None else {"into": {"dataset": into.name, "repeat": repeat}}
     _check_plan(
         out_dir,
         {
+            **mix,
             "protocol": protocol,
             "k": k,
             "seed": seed,
@@ -241,10 +262,11 @@ def kfold(
     results = []
     for i, test in enumerate(folds, 1):
         run = out_dir / f"fold-{i:02d}"
-        fold_data = _fold_dataset(dataset, split, test, i)
+        fold_data = _fold_dataset(dataset, split, test, i, into, repeat)
+        held_out = len(fold_data[fold_data.val])
         config = TrainConfig(
             model=str(checkpoint),
-            dataset=dataset.name,
+            dataset=fold_data.name,
             data=str(data),
             out=str(run),
             recipe=recipe,
@@ -255,7 +277,7 @@ def kfold(
             precision=precision,
         )
         print(
-            f"fold {i}/{len(folds)}: train {len(whole) - len(test)}, test {len(test)}",
+            f"fold {i}/{len(folds)}: train {len(fold_data['train'])}, test {held_out}",
             file=sys.stderr,
             flush=True,
         )
@@ -272,7 +294,7 @@ def kfold(
         results.append(
             FoldResult(
                 fold=i,
-                n=len(test),
+                n=held_out,
                 top1=done["val_top1"],
                 macro_f1=done["val_macro_f1"],
                 epochs=done["epoch"],
