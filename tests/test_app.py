@@ -138,7 +138,7 @@ def test_controls_change_what_the_engine_does(qtbot, window):
     # detector and model lists
     window.detector_box.setCurrentIndex(window.detector_box.findData("full"))
     assert window.pipeline.options.faces.detector == "full"
-    assert window.model_box.findData("vgg-fer-s") >= 0
+    assert window.model_box.findData(default_package().name) >= 0
     assert window.backend_box.findData("onnxruntime") >= 0
 
     # pause holds the frame, resume goes on
@@ -257,7 +257,7 @@ def test_a_remembered_model_that_is_gone_falls_back_to_the_default(qtbot, tmp_pa
     assert shown.result.faces
     qtbot.waitUntil(lambda: "deleted-model" in window.banner_text.text(), timeout=5_000)
     assert "not installed" in window.banner_text.text()
-    assert window.model_box.currentData() == "vgg-fer-s"
+    assert window.model_box.currentData() == default_package().name
     window.close()
 
 
@@ -377,7 +377,8 @@ def test_a_bad_package_or_a_missing_default_is_skipped_and_said(qtbot, store, fa
     window.show()
     try:
         shown = wait_frames(qtbot, window, 3)
-        assert window.model_box.count() == 1 and window.model_box.currentData() == "vgg-fer-s"
+        assert window.model_box.count() == 1
+        assert window.model_box.currentData() == default_package().card.name
         said = window.banner_text.text()
         assert "broken/card.json" in said and "'gone' is not installed" in said
         assert shown.result.faces

@@ -6,7 +6,9 @@ import json
 import pytest
 
 from fer_core.zoo import MODELS_DIR, default_package, list_packages
-from tests.conftest import FER2013_CSV
+from tests.conftest import FER2013_CSV, SHARED_DATA
+
+CKPLUS_DIR = SHARED_DATA / "ckplus" / "CK+48"
 
 PACKAGES = list_packages()
 
@@ -46,6 +48,36 @@ def test_card_top1_reproduces_on_real_private_test(package):
     card = json.loads((package.path / "card.json").read_text())
     assert result.metrics.n == 3589
     assert result.metrics.top1 == pytest.approx(card["metrics"]["fer2013/test"]["top1"], abs=1e-6)
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_card_reports_ckplus_as_transfer_or_from_subject_folds(package):
+    """Where users are: every card says how the model does on posed faces from another lab,
+    as a direct transfer or, for a model that trained on CK+, from subject-independent folds."""
+    card = package.card
+    trained_on_ckplus = "ckplus" in card.train["dataset"].split("+")
+    if trained_on_ckplus:
+        assert "ckplus/all" not in card.metrics
+        kfold = card.extra["kfold"]
+        assert kfold["protocol"] == "subject" and 0 < kfold["mean_top1"] <= 1
+    else:
+        assert card.metrics["ckplus/all"]["transfer"] == "direct: never trained on"
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_card_ckplus_transfer_reproduces(package):
+    if "ckplus/all" not in package.card.metrics:
+        pytest.skip(f"{package.name} trained on CK+: its figure comes from k-fold runs")
+    if not CKPLUS_DIR.is_dir():
+        pytest.skip(f"real CK+48 not found at {CKPLUS_DIR}")
+    from trainer.data import read_dataset
+    from trainer.evaluation.evaluate import evaluate, load_predictor
+
+    result = evaluate(load_predictor(package.path), read_dataset("ckplus", CKPLUS_DIR), "all")
+    assert result.metrics.top1 == pytest.approx(
+        package.card.metrics["ckplus/all"]["top1"], abs=1e-6
+    )
 
 
 @pytest.mark.data

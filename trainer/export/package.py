@@ -106,7 +106,12 @@ class PackageResult:
 
 
 def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> Path:
-    """Static QDQ int8 (per-channel weights, uint8 activations) calibrated on real inputs."""
+    """Static QDQ int8 (per-channel weights, uint8 activations) calibrated on real inputs.
+
+    The layers that read the image stay fp32: quantized, the first convolution of vgg-fer-s
+    alone took int8's top-1 agreement with fp32 on PublicTest from 99.2 % to 91.5 % (onnxruntime
+    1.32), at a few percent of the MACs."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -126,6 +131,9 @@ def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> Path:
     prepared = out.with_name(f".{out.name}.pre.onnx")
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        graph = onnx.load(str(prepared)).graph
+        inputs = {i.name for i in graph.input}
+        first = [n.name for n in graph.node if n.op_type == "Conv" and inputs & set(n.input)]
         quantize_static(
             str(prepared),
             str(out),
@@ -134,6 +142,7 @@ def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> Path:
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=first,
         )
     finally:
         prepared.unlink(missing_ok=True)
