@@ -241,7 +241,11 @@ class MainWindow(QMainWindow):
         for name in self.packages:
             self.model_box.addItem(name, name)
         wanted = s.model or default_name(self.models_dir)
-        self._select_data(self.model_box, wanted)
+        # a remembered package that is gone gives way to the default, not to the first listed
+        for name in (wanted, default_name(self.models_dir)):
+            if self.model_box.findData(name) >= 0:
+                self._select_data(self.model_box, name)
+                break
         notes = [f"skipped a model package: {line}" for line in self.skipped_packages]
         if not self.packages:
             notes.append(f"no usable model package in {self.models_dir}: nothing can be "
