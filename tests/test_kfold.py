@@ -96,19 +96,28 @@ def _random_split(name: str, n_per_class: int, classes: int, seed: int, groups=N
     return Split(name, targets, images=images, groups=groups)
 
 
+def _fer(train: int, val: int, seed: int) -> Dataset:
+    """FER2013-labelled random faces: `train` and `val` per class."""
+    splits = {
+        "train": _random_split("train", train, 7, seed),
+        "val": _random_split("val", val, 7, seed + 1),
+    }
+    return Dataset("fer2013", L.FER2013, splits, train="train", val="val")
+
+
+def _ck() -> Dataset:
+    """4 subjects × 7 classes × 2 images, labels in CK+ order (contempt instead of neutral)."""
+    groups = np.array([f"S{s:03d}" for _ in range(7) for s in range(4) for _ in range(2)])
+    return Dataset("ckplus", L.CKPLUS, {"all": _random_split("all", 8, 7, 2, groups)})
+
+
 @pytest.fixture(scope="module")
 def fer_checkpoint(tmp_path_factory):
     """A FER2013-labelled vgg-fer-s checkpoint after one epoch on random faces."""
     from trainer.engine.loop import TrainConfig, train
     from trainer.engine.recipes import Recipe
 
-    fer = Dataset(
-        "fer2013",
-        L.FER2013,
-        {"train": _random_split("train", 4, 7, 0), "val": _random_split("val", 2, 7, 1)},
-        train="train",
-        val="val",
-    )
+    fer = _fer(train=4, val=2, seed=0)
     recipe = Recipe(name="tiny", description="", epochs=1, batch_size=16, lr=0.01)
     out = tmp_path_factory.mktemp("fer")
     train(
@@ -125,9 +134,7 @@ def test_kfold_end_to_end_and_resume(fer_checkpoint, tmp_path):
     from trainer.engine.recipes import get_recipe
     from trainer.methods.kfold import kfold
 
-    # 4 subjects × 7 classes × 2 images, labels in CK+ order (contempt instead of neutral)
-    groups = np.array([f"S{s:03d}" for _ in range(7) for s in range(4) for _ in range(2)])
-    ck = Dataset("ckplus", L.CKPLUS, {"all": _random_split("all", 8, 7, 2, groups)})
+    ck = _ck()
     recipe = get_recipe("ckplus-finetune").override(epochs=1, batch_size=16)
     out = tmp_path / "kfold"
     result = kfold(fer_checkpoint, ck, k=2, recipe=recipe, out_dir=out, device="cpu")
@@ -160,15 +167,8 @@ def test_kfold_into_fer2013_trains_each_fold_in_its_labels_beside_its_faces(
     from trainer.engine.recipes import get_recipe
     from trainer.methods.kfold import kfold
 
-    groups = np.array([f"S{s:03d}" for _ in range(7) for s in range(4) for _ in range(2)])
-    ck = Dataset("ckplus", L.CKPLUS, {"all": _random_split("all", 8, 7, 2, groups)})
-    fer = Dataset(
-        "fer2013",
-        L.FER2013,
-        {"train": _random_split("train", 3, 7, 5), "val": _random_split("val", 1, 7, 6)},
-        train="train",
-        val="val",
-    )
+    ck = _ck()
+    fer = _fer(train=3, val=1, seed=5)
     recipe = get_recipe("ckplus-finetune").override(epochs=1, batch_size=16)
     out = tmp_path / "kfold"
     result = kfold(fer_checkpoint, ck, k=2, recipe=recipe, out_dir=out, device="cpu", into=fer,

@@ -219,23 +219,23 @@ def _skip_bad_flag(p: argparse.ArgumentParser) -> None:
 
 def _read_dataset(args: argparse.Namespace):
     """The verb's dataset; what the reader left out is told on stderr in one line."""
-    from trainer.data import read_dataset
-
-    dataset = read_dataset(args.dataset, args.data, skip_bad=getattr(args, "skip_bad", False))
-    if dataset.skipped.total:
-        print(dataset.skipped.summary(), file=sys.stderr)
-    return dataset
+    return _read(args.dataset, args.data, getattr(args, "skip_bad", False))
 
 
 def _read_source(text: str, flag: str, skip_bad: bool = False):
     """The dataset a `DATASET=PATH` flag names (`trainer.data.mix.parse_source`)."""
-    from trainer.data import read_dataset
     from trainer.data.mix import parse_source
 
     name, path = parse_source(text, flag)
+    return _read(name, path, skip_bad, told=f"{flag} {name}: ")
+
+
+def _read(name: str, path: str, skip_bad: bool, told: str = ""):
+    from trainer.data import read_dataset
+
     dataset = read_dataset(name, path, skip_bad=skip_bad)
     if dataset.skipped.total:
-        print(f"{flag} {name}: {dataset.skipped.summary()}", file=sys.stderr)
+        print(f"{told}{dataset.skipped.summary()}", file=sys.stderr)
     return dataset
 
 
@@ -502,7 +502,7 @@ def _evaluate_live(args: argparse.Namespace) -> int:
             f"--live: {args.model} is a checkpoint; the live engine runs model packages "
             "(python -m trainer export)"
         )
-    for flag in ("tta", "out"):
+    for flag in ("tta", "out", "record"):
         if getattr(args, flag):
             raise ValueError(f"--live takes the package's own views and prints only; drop --{flag}")
     check = live_check(

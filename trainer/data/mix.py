@@ -1,5 +1,5 @@
 """Faces of another dataset added to a dataset's training split (`train --add-data`, `kfold
---with`): e.g. CK+'s posed lab faces beside FER2013's, so a model learns both without giving up
+--into`): e.g. CK+'s posed lab faces beside FER2013's, so a model learns both without giving up
 either. Validation and test stay the base dataset's own, so a mixed run is chosen and scored
 exactly as an unmixed one.
 

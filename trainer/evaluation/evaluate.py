@@ -115,6 +115,12 @@ def split_images(dataset: Dataset, split: str, view: View) -> tuple[torch.Tensor
     return as_batch_tensor(data.images), data.targets
 
 
+def scored_split(dataset: Dataset, split: str | None = None) -> str:
+    """The key of the split to score: `split`, else the test, validation or only split."""
+    only = next(iter(dataset.splits)) if len(dataset.splits) == 1 else None
+    return dataset.key(split or dataset.test or dataset.val or only or "test")
+
+
 @dataclass
 class Predictions:
     """A predictor's logits on a split (the samples whose class it has), in its label order."""
@@ -134,8 +140,7 @@ def predict(
     tta: str | None = None,
     batch_size: int = 256,
 ) -> Predictions:
-    only = next(iter(dataset.splits)) if len(dataset.splits) == 1 else None
-    split = dataset.key(split or dataset.test or dataset.val or only or "test")
+    split = scored_split(dataset, split)
     view = replace(predictor.view, tta=tta) if tta else predictor.view
     images, targets = split_images(dataset, split, view)
     mapping = np.array(

@@ -18,8 +18,9 @@ import numpy as np
 
 from trainer.data import Dataset
 from trainer.data.framing import as_scene
-from trainer.data.labels import index_map
+from trainer.data.mix import mapped_split
 from trainer.engine.metrics import Metrics, compute
+from trainer.evaluation.evaluate import scored_split
 
 
 @dataclass
@@ -69,18 +70,14 @@ def live_check(
     from fer_core.classify import Classifier
     from fer_core.faces import FaceFinder, FaceOptions
 
-    only = next(iter(dataset.splits)) if len(dataset.splits) == 1 else None
-    split = dataset.key(split or dataset.test or dataset.val or only or "test")
+    split = scored_split(dataset, split)
     classifier = Classifier(package, "onnxruntime", precision, threads)
-    data = dataset[split]
-    mapping = np.array(
-        [-1 if i is None else i for i in index_map(dataset.labels, tuple(classifier.labels))]
-    )
-    mapped = mapping[data.targets]
-    keep = np.flatnonzero(mapped >= 0)
+    data = mapped_split(dataset[split], dataset.labels, tuple(classifier.labels))
     # BGR as the engine's frames; datasets of mixed sizes keep each square's own
-    squares = [np.ascontiguousarray(data.decode(int(i), channels=3)[..., ::-1]) for i in keep]
-    targets = mapped[keep]
+    squares = [
+        np.ascontiguousarray(data.decode(i, channels=3)[..., ::-1]) for i in range(len(data))
+    ]
+    targets = data.targets
 
     t0 = time.perf_counter()
     live, found = [], []
@@ -95,19 +92,8 @@ def live_check(
                 found.append(k)
     found = np.array(found, np.int64)
     stored = np.concatenate([classifier.preprocess.from_stored(q[None]) for q in squares])
-    stored_logits = np.concatenate(
-        [classifier.logits(stored[i : i + batch_size]) for i in range(0, len(stored), batch_size)]
-    )
-    live_logits = (
-        np.concatenate(
-            [
-                classifier.logits(np.stack(live[i : i + batch_size]))
-                for i in range(0, len(live), batch_size)
-            ]
-        )
-        if live
-        else np.zeros((0, len(classifier.labels)), np.float32)
-    )
+    stored_logits = _logits(classifier, stored, batch_size)
+    live_logits = _logits(classifier, live, batch_size)
     labels = classifier.labels
     return LiveCheck(
         source=str(classifier.package.path),
@@ -115,11 +101,17 @@ def live_check(
         dataset=dataset.name,
         split=dataset.describe(split),
         tta=classifier.preprocess.tta,
-        images=len(keep),
+        images=len(data),
         found=len(found),
-        left_out=int(len(mapped) - len(keep)),
+        left_out=len(dataset[split]) - len(data),
         live=compute(live_logits, targets[found], labels),
         stored=compute(stored_logits[found], targets[found], labels),
         stored_all=compute(stored_logits, targets, labels),
         seconds=time.perf_counter() - t0,
     )
+
+
+def _logits(classifier, faces, batch_size: int) -> np.ndarray:
+    """Logits of network-sized faces (an array or a list of them), `batch_size` at a time."""
+    chunks = [faces[i : i + batch_size] for i in range(0, len(faces), batch_size)] or [faces]
+    return np.concatenate([classifier.logits(np.asarray(c)) for c in chunks])

@@ -444,12 +444,7 @@ def _score(
     """The package's metrics on the validation and test splits (fp32, and int8 where shipped),
     and on the test (or only) split of each `transfer` dataset, with a confusion-matrix picture
     per split."""
-    from trainer.evaluation.evaluate import (
-        as_card_metrics,
-        confusion_picture,
-        evaluate,
-        load_predictor,
-    )
+    from trainer.evaluation.evaluate import confusion_picture, evaluate, load_predictor
 
     scored = [(dataset, k, k) for k in dict.fromkeys(k for k in (dataset.val, dataset.test) if k)]
     for other in transfer:
@@ -460,32 +455,38 @@ def _score(
         predictor = load_predictor(staging, precision, threads=threads)
         for data, key, picture in scored:
             result = evaluate(predictor, data, key)
-            suffix = "" if precision == "fp32" else "/int8"
-            metrics[f"{data.name}/{key}{suffix}"] = as_card_metrics(result)
-            if data is not dataset:
-                metrics[f"{data.name}/{key}{suffix}"]["transfer"] = "direct: never trained on"
+            entry, metric = card_metric(result, transfer=data is not dataset)
+            metrics[entry] = metric
             if precision == "fp32":
                 confusion_picture(result, staging / f"confusion-{picture}.png", name)
     return metrics
+
+
+def card_metric(evaluation, transfer: bool = False) -> tuple[str, dict]:
+    """An evaluation as a card's metrics entry: its key (`ckplus/all`, `fer2013/test/int8`)
+    and its figures, marked as a direct transfer where the model never trained on the data."""
+    from trainer.evaluation.evaluate import as_card_metrics
+
+    key = f"{evaluation.dataset}/{evaluation.split.split()[0]}"
+    key += "/int8" if evaluation.precision == "int8" else ""
+    metric = as_card_metrics(evaluation)
+    if transfer:
+        metric["transfer"] = "direct: never trained on"
+    return key, metric
 
 
 def record_transfer(package: str | Path, evaluation) -> str:
     """Write an evaluation of a package on a dataset it never trained on into its card's
     metrics (`evaluate --record`); returns the card's key. The card is replaced atomically."""
     from fer_core.zoo import load_package
-    from trainer.evaluation.evaluate import as_card_metrics
     from trainer.files import atomic_write
 
     folder = load_package(package).path
     card = json.loads((folder / CARD).read_text())
     trained = card.get("train", {}).get("dataset", "")
     check_transfer(trained, [evaluation.dataset])
-    key = evaluation.split.split()[0]
-    key = f"{evaluation.dataset}/{key}" + ("/int8" if evaluation.precision == "int8" else "")
-    card.setdefault("metrics", {})[key] = {
-        **as_card_metrics(evaluation),
-        "transfer": "direct: never trained on",
-    }
+    key, metric = card_metric(evaluation, transfer=True)
+    card.setdefault("metrics", {})[key] = metric
     text = json.dumps(card, indent=2) + "\n"
     atomic_write(folder / CARD, lambda tmp: Path(tmp).write_text(text))
     return key
