@@ -10,9 +10,10 @@ EXPECTED = {"autofernet", "autofernet-l20", "zennet-m-sa", "zennet-r-sa", "poste
             "poster-v2-8", "vgg-fer"}  # fmt: skip
 
 
-def test_registry_names_the_four_families():
+def test_registry_names_the_families():
     assert set(list_models()) >= EXPECTED
-    assert {get_spec(n).family for n in list_models()} == {"autofernet", "zennet", "poster", "vgg"}
+    families = {get_spec(n).family for n in list_models()}
+    assert families == {"autofernet", "zennet", "poster", "vgg", "mobilenet"}
 
 
 def test_unknown_name_lists_the_registered_ones():
@@ -49,6 +50,8 @@ def test_importing_the_engine_and_registry_does_not_import_torch():
         ("zennet-r-sa", {"num_classes": 8, "in_chans": 1}, (1, 64, 64)),
         ("zennet-m-sa", {"lw_att": True, "num_classes": 5}, (3, 96, 96)),
         ("vgg-fer", {"num_classes": 8, "in_chans": 3}, (3, 40, 40)),
+        ("mobilenetv2-050", {"num_classes": 5}, (1, 48, 48)),
+        ("mobilenetv2-050", {"in_chans": 3, "width_mult": 1.0}, (3, 64, 64)),
     ],
 )
 def test_classes_and_channels_can_be_overridden(name, overrides, shape):

@@ -104,10 +104,10 @@ def test_score_network_is_plain_and_default_unchanged():
         assert torch.equal(unit(x), torch.relu(unit.body(x)))
     # the default network keeps its shortcuts, SA and state-dict keys
     default = ZenNet(INIT_M, in_chans=1)
-    explicit = ZenNet(INIT_M, in_chans=1, residual=True)
+    explicit = ZenNet(INIT_M, in_chans=1, shortcut="project")
     assert list(default.state_dict()) == list(explicit.state_dict())
     assert any(".shortcut." in k for k in default.state_dict())
-    assert not any(".shortcut." in k for k in ZenNet(INIT_M, residual=False).state_dict())
+    assert not any(".shortcut." in k for k in ZenNet(INIT_M, shortcut="none").state_dict())
 
 
 # --------------------------------------------------------------------------- budget
@@ -136,6 +136,21 @@ def test_budget_rejects_with_the_right_reason():
     assert check_budget(INIT_M, Budget(max_latency_ms=1e4, **base)).ok
     # ZenNet-M has 14 layers: at the default limit, not over it
     assert count_layers(Structure.parse(ZENNET_M)) == 14
+    # the network is counted as it will be trained: without INIT_M's projection shortcuts
+    plain = check_budget(INIT_M, Budget(options=(("shortcut", "identity"),), **base)).figures
+    projections = sum(
+        m.weight.numel() + m.bias.numel()
+        for name, m in model.named_modules()
+        if ".shortcut." in name and isinstance(m, torch.nn.Conv2d)
+    )
+    assert 0 < plain["params"] < figures["params"] - projections
+
+
+def test_a_bad_builder_option_fails_before_the_search(tmp_path):
+    with pytest.raises(ValueError, match="--model-option: shortcut 'skip': expected one of"):
+        search(_tiny(tmp_path / "run", model_options={"shortcut": "skip"}))
+    with pytest.raises(ValueError, match=r"--model-option: .*unexpected keyword argument 'depth'"):
+        search(_tiny(tmp_path / "run", model_options={"depth": 3}))
 
 
 # --------------------------------------------------------------------------- mutation
@@ -303,12 +318,15 @@ def test_cli_hooks_build_the_config(tmp_path):
     init.write_text(INIT_R + "\n")
     args = parser.parse_args(
         ["--out", str(tmp_path / "o"), "--space", "xxbl", "--init", str(init), "--max-params",
-         "0", "--max-latency-ms", "4", "--score-variant", "paper", "--in-chans", "3"]
+         "0", "--max-latency-ms", "4", "--score-variant", "paper", "--in-chans", "3",
+         "--model-option", "shortcut=identity", "--model-option", "sum_relu=False"]
     )  # fmt: skip
     config, resume = config_from_args(args)
     assert not resume
     assert config.space == "xxbl" and config.init == INIT_R and config.variant == "paper"
     assert config.max_params is None and config.max_latency_ms == 4.0 and config.in_chans == 3
     assert (config.population, config.iterations, config.max_layers) == (64, 1000, 14)
+    assert config.model_options == {"shortcut": "identity", "sum_relu": False}
+    assert config.budget().options == (("shortcut", "identity"), ("sum_relu", False))
     bare, _ = config_from_args(parser.parse_args([]))
     assert bare == ZenSearchConfig(out="runs/zen-idw")

@@ -83,3 +83,48 @@ def test_residual_units_start_as_their_shortcut_unless_asked_otherwise():
     ones = create_model("zennet-m-sa", zero_init_residual=False)
     assert all(torch.all(g == 1) for g in last_gammas(ones))
     assert sum(p.numel() for p in ones.parameters()) == sum(p.numel() for p in spec.parameters())
+
+
+def test_unit_options_span_zen_nas_to_mobilenet_v2():
+    """The builder's options, each Zen-NAS's by default: `shortcut="identity"` keeps only
+    identity shortcuts (MobileNetV2's rule), `sum_relu=False` leaves the sum linear,
+    `bn_momentum` and `init="torch"` (Kaiming fan-out) replace the spec's."""
+    from torch import nn
+
+    from fer_core.models.zennet import ResidualUnit
+
+    def units(net):
+        return [m for m in net.modules() if isinstance(m, ResidualUnit)]
+
+    # the first unit changes stride and width, the next three keep the shape
+    text = "SuperConvK3BNRELU(1,8,2,1)SuperResIDWE2K3(8,16,2,16,2)SuperConvK1BNRELU(16,32,1,1)"
+    zen = ZenNet(text)
+    assert all(u.shortcut is not None and isinstance(u.act, nn.ReLU) for u in units(zen))
+    mb = ZenNet(text, shortcut="identity", sum_relu=False, bn_momentum=0.1, init="torch")
+    kept = [u for u in units(mb) if u.shortcut is not None]
+    assert kept and all(isinstance(u.shortcut, nn.Identity) for u in kept)
+    assert len(kept) == 3 and units(mb)[0].shortcut is None
+    # a unit without a shortcut does not start at γ = 0: it would output a constant zero
+    gammas = [u.body[-1][1].weight.mean().item() for u in units(ZenNet(text, shortcut="identity"))]
+    assert gammas == [1.0, 0.0, 0.0, 0.0]
+    assert all(isinstance(u.act, nn.Identity) for u in units(mb))
+    assert all(m.momentum == 0.1 for m in mb.modules() if isinstance(m, nn.BatchNorm2d))
+    stem = mb.features[0][0][0]
+    fan_out = stem.out_channels * stem.kernel_size[0] * stem.kernel_size[1]
+    assert stem.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.35)
+    assert mb(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+    plain = ZenNet(text, shortcut="none", sum_relu=False)
+    assert all(u.shortcut is None and isinstance(u.act, nn.ReLU) for u in units(plain))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"shortcut": "skip"}, "shortcut 'skip': expected one of project, identity, none"),
+        ({"bn_momentum": 0.0}, r"bn_momentum 0.0: expected a number in \(0, 1\]"),
+        ({"init": "xavier"}, "init 'xavier': expected one of zen, torch"),
+    ],
+)
+def test_bad_builder_options_say_what_is_expected(options, message):
+    with pytest.raises(ValueError, match=message):
+        ZenNet(INIT_M, **options)

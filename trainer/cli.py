@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainer.flags import int_at_least, non_negative_int, positive_int
+from trainer.flags import int_at_least, key_value, non_negative_int, positive_int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +60,30 @@ def _models(args: argparse.Namespace) -> int:
         "params: on the executed path in eval mode (no auxiliary head); "
         "MACs: convolutions and matrix products at the native input, batch 1",
     )
+    return 0
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="run folders written by train (or their metrics.csv)")
+    p.add_argument("--plot", metavar="PNG", help="write their curves, one line per variant")
+    p.add_argument(
+        "--no-group",
+        action="store_true",
+        help="one row per run (default: runs named NAME-s<seed> are one row, seeds folded in)",
+    )
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from trainer.evaluation.compare import format_table, group_runs, plot_curves
+
+    groups = group_runs(args.runs, by_seed=not args.no_group)
+    print(format_table(groups))
+    print(
+        "\nat the last epoch every run of the row reached: mean (range over seeds); "
+        "best val: the best epoch of each run"
+    )
+    if args.plot:
+        print(f"curves: {plot_curves(groups, args.plot)}")
     return 0
 
 
@@ -286,6 +310,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-option",
         action="append",
+        type=key_value,
         default=[],
         metavar="KEY=VALUE",
         help="a builder option of the model, recorded in the checkpoint (repeatable): "
@@ -402,7 +427,7 @@ def _train(args: argparse.Namespace) -> int:
             skip_bad=args.skip_bad,
             init=args.init,
             command=args.command,
-            model_options=_model_options(args.model_option),
+            model_options=dict(args.model_option),
             max_images=args.max_images,
         )
         callbacks = standard_callbacks(args.teacher)
@@ -418,22 +443,6 @@ def _train(args: argparse.Namespace) -> int:
         f" of {result.epochs}; checkpoints in {result.out}"
     )
     return 0
-
-
-def _model_options(items: list[str]) -> dict:
-    """`KEY=VALUE` strings as builder keyword arguments (numbers and booleans as such)."""
-    import ast
-
-    options = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--model-option {item!r}: expected KEY=VALUE, e.g. layers=8")
-        try:
-            options[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            options[key] = text
-    return options
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -961,6 +970,11 @@ VERBS: dict[str, Verb] = {
     ),
     "search": Verb(
         "architecture search: SGAS genotype or Zen-NAS structure string", _search_args, _search
+    ),
+    "compare": Verb(
+        "training runs side by side: a table and their curves (seeds folded)",
+        _compare_args,
+        _compare,
     ),
     "models": Verb("list the registered models with parameters and MACs", _models_args, _models),
     "benchmark": Verb(

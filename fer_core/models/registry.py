@@ -25,7 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # autofernet | zennet | poster | vgg
+    family: str  # autofernet | zennet | poster | vgg | mobilenet
     description: str
     input_size: tuple[int, int]  # native (H, W)
     channels: int
@@ -114,6 +114,12 @@ def _vgg(**kwargs: Any) -> nn.Module:
     return VGGFER(**kwargs)
 
 
+def _mobilenet(**kwargs: Any) -> nn.Module:
+    from fer_core.models.mobilenet import mobilenet_v2
+
+    return mobilenet_v2(**kwargs)
+
+
 def _register_builtin() -> None:
     from fer_core.models.structure import ZENNET_M, ZENNET_R
 
@@ -176,6 +182,17 @@ def _register_builtin() -> None:
                 **{**grey, "input_size": (40, 40)},
             )
         )
+    register(
+        ModelSpec(
+            name="mobilenetv2-050",
+            family="mobilenet",
+            num_classes=7,
+            builder=_mobilenet,
+            description="torchvision MobileNetV2 ×0.5, grey stem: the ZenNet study's reference",
+            defaults={"width_mult": 0.5},
+            **grey,
+        )
+    )
 
 
 _register_builtin()

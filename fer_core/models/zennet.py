@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -63,26 +64,33 @@ class LightweightAttention(nn.Module):
 
 
 class ResidualUnit(nn.Module):
-    """body(x) + shortcut(x), then ReLU; the shortcut projects when stride or width change.
+    """body(x) + shortcut(x), then ReLU (Zen-NAS) or nothing (MobileNetV2's linear bottleneck).
 
-    With `residual=False` the unit is plain, ReLU(body(x)), and has no shortcut module: the
-    network the Zen-score is computed on (REFERENCE §2.1)."""
+    Shortcuts (`SHORTCUTS`): "project" is Zen-NAS's, a 1×1 conv + BN where stride or width
+    change; "identity" is MobileNetV2's, a shortcut only where they do not; "none" makes the unit
+    plain, ReLU(body(x)): the network the Zen-score is computed on (REFERENCE §2.1)."""
 
     def __init__(
-        self, body: nn.Sequential, c_in: int, c_out: int, stride: int, residual: bool = True
+        self,
+        body: nn.Sequential,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        shortcut: str = "project",
+        sum_relu: bool = True,
+        bn: dict | None = None,
     ):
         super().__init__()
         self.body = body
         self.shortcut: nn.Module | None = None
-        if residual:
-            self.shortcut = (
-                nn.Identity()
-                if stride == 1 and c_in == c_out
-                else nn.Sequential(
-                    nn.Conv2d(c_in, c_out, 1, stride, bias=True), nn.BatchNorm2d(c_out, **BN)
-                )
+        same_shape = stride == 1 and c_in == c_out
+        if shortcut != "none" and same_shape:
+            self.shortcut = nn.Identity()
+        elif shortcut == "project":
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=True), nn.BatchNorm2d(c_out, **(bn or BN))
             )
-        self.act = nn.ReLU()
+        self.act = nn.ReLU() if sum_relu or shortcut == "none" else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shortcut is None:
@@ -90,51 +98,75 @@ class ResidualUnit(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
+SHORTCUTS = ("project", "identity", "none")
+
+
 # A unit body is (layers before SA, SA width, last layer); SA sits after the spatial conv's ReLU.
 UnitBody = tuple[list[nn.Module], int, nn.Module]
 
 
-def _idw_body(c_in: int, c_out: int, stride: int, spec: BlockSpec) -> UnitBody:
+def _idw_body(c_in: int, c_out: int, stride: int, spec: BlockSpec, bn: dict) -> UnitBody:
     mid = round8(c_out * spec.expansion)
     return (
         [
-            conv_bn_act(c_in, mid, 1, bn=BN),
-            conv_bn_act(mid, mid, spec.kernel, stride, groups=mid, bn=BN),
+            conv_bn_act(c_in, mid, 1, bn=bn),
+            conv_bn_act(mid, mid, spec.kernel, stride, groups=mid, bn=bn),
         ],
         mid,
-        conv_bn_act(mid, c_out, 1, act=None, bn=BN),
+        conv_bn_act(mid, c_out, 1, act=None, bn=bn),
     )
 
 
-def _bottleneck_body(c_in: int, c_out: int, stride: int, spec: BlockSpec) -> UnitBody:
+def _bottleneck_body(c_in: int, c_out: int, stride: int, spec: BlockSpec, bn: dict) -> UnitBody:
     btl = spec.bottleneck
     return (
-        [conv_bn_act(c_in, btl, 1, bn=BN), conv_bn_act(btl, btl, spec.kernel, stride, bn=BN)],
+        [conv_bn_act(c_in, btl, 1, bn=bn), conv_bn_act(btl, btl, spec.kernel, stride, bn=bn)],
         btl,
-        conv_bn_act(btl, c_out, 1, act=None, bn=BN),
+        conv_bn_act(btl, c_out, 1, act=None, bn=bn),
     )
 
 
-def _basic_body(c_in: int, c_out: int, stride: int, spec: BlockSpec) -> UnitBody:
+def _basic_body(c_in: int, c_out: int, stride: int, spec: BlockSpec, bn: dict) -> UnitBody:
     btl = spec.bottleneck
     return (
-        [conv_bn_act(c_in, btl, spec.kernel, stride, bn=BN)],
+        [conv_bn_act(c_in, btl, spec.kernel, stride, bn=bn)],
         btl,
-        conv_bn_act(btl, c_out, spec.kernel2, act=None, bn=BN),
+        conv_bn_act(btl, c_out, spec.kernel2, act=None, bn=bn),
     )
 
 
+UnitBodyFn = Callable[[int, int, int, BlockSpec, dict], UnitBody]
 # block kind → (unit body, whether the pair's first unit ends at the bottleneck width)
-UNIT_BODIES: dict[str, tuple[Callable[[int, int, int, BlockSpec], UnitBody], bool]] = {
+UNIT_BODIES: dict[str, tuple[UnitBodyFn, bool]] = {
     "idw": (_idw_body, True),
     "k1kxk1": (_bottleneck_body, False),
     "kxkx": (_basic_body, False),
 }
 
 
-def build_block(spec: BlockSpec, sa: bool, residual: bool = True) -> nn.Sequential:
-    """A block of L repetitions: conv-BN-ReLU layers, or pairs of residual units (plain units,
-    without shortcuts, when `residual` is False)."""
+@dataclass(frozen=True)
+class UnitOptions:
+    """How the residual units are built. The defaults are Zen-NAS's; MobileNetV2 differs in
+    each (shortcut "identity", no ReLU after the sum, BN momentum 0.1)."""
+
+    shortcut: str = "project"  # see ResidualUnit
+    sum_relu: bool = True
+    bn_momentum: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut {self.shortcut!r}: expected one of {', '.join(SHORTCUTS)}")
+        if not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum {self.bn_momentum}: expected a number in (0, 1]")
+
+    @property
+    def bn(self) -> dict:
+        return {"momentum": self.bn_momentum, "eps": BN["eps"]}
+
+
+def build_block(spec: BlockSpec, sa: bool, units: UnitOptions = UnitOptions()) -> nn.Sequential:
+    """A block of L repetitions: conv-BN-ReLU layers, or pairs of residual units."""
+    bn = units.bn
     if spec.kind == "conv":
         return nn.Sequential(
             *(
@@ -143,7 +175,7 @@ def build_block(spec: BlockSpec, sa: bool, residual: bool = True) -> nn.Sequenti
                     spec.c_out,
                     spec.kernel,
                     spec.stride if i == 0 else 1,
-                    bn=BN,
+                    bn=bn,
                 )
                 for i in range(spec.layers)
             )
@@ -152,18 +184,24 @@ def build_block(spec: BlockSpec, sa: bool, residual: bool = True) -> nn.Sequenti
     middle = spec.bottleneck if first_to_bottleneck else spec.c_out
 
     def unit(c_in: int, c_out: int, stride: int) -> ResidualUnit:
-        head, width, tail = body(c_in, c_out, stride, spec)
+        head, width, tail = body(c_in, c_out, stride, spec, bn)
         attention = [ShuffleAttention(width)] if sa else []
         return ResidualUnit(
-            nn.Sequential(*head, *attention, tail), c_in, c_out, stride, residual=residual
-        )
+            nn.Sequential(*head, *attention, tail), c_in, c_out, stride,
+            units.shortcut, units.sum_relu, bn,
+        )  # fmt: skip
 
-    units: list[nn.Module] = []
+    layers: list[nn.Module] = []
     c_in, stride = spec.c_in, spec.stride
     for _ in range(spec.layers):
-        units += [unit(c_in, middle, stride), unit(middle, spec.c_out, 1)]
+        layers += [unit(c_in, middle, stride), unit(middle, spec.c_out, 1)]
         c_in, stride = spec.c_out, 1
-    return nn.Sequential(*units)
+    return nn.Sequential(*layers)
+
+
+# Initialisations: Zen-NAS's (§2.5), and torchvision's for MobileNetV2 / ResNet (Kaiming normal,
+# fan-out, for convolutions; N(0, 0.01) for the classifier).
+INITS = ("zen", "torch")
 
 
 class ZenNet(nn.Module):
@@ -174,44 +212,58 @@ class ZenNet(nn.Module):
         in_chans: int | None = None,
         use_sa: bool = True,
         lw_att: bool = False,
-        residual: bool = True,
         zero_init_residual: bool = True,
+        init: str = "zen",
+        shortcut: str = "project",
+        sum_relu: bool = True,
+        bn_momentum: float = 0.01,
     ):
-        """`residual=False` drops every residual unit's shortcut (the Zen-score network).
-        `zero_init_residual=False` starts the last BN of every residual unit at γ = 1 instead
-        of Zen-NAS's γ = 0: on 40–48 px FER2013 faces the γ = 0 start leaves the unit bodies
-        without gradient and the network near the majority class for hundreds of steps."""
+        """Builder options, each Zen-NAS's by default:
+        - `zero_init_residual=False` starts the last BN of every residual unit at γ = 1 instead
+          of 0;
+        - `init="torch"`: torchvision's initialisation instead of Zen-NAS's scaled Xavier;
+        - `shortcut`, `sum_relu`, `bn_momentum`: how the units are built (`UnitOptions`);
+          `shortcut="none"` gives the plain network the Zen-score is computed on."""
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init {init!r}: expected one of {', '.join(INITS)}")
         if isinstance(structure, str):
             structure = Structure.parse(structure)
         if in_chans is not None:
             structure = structure.with_in_chans(in_chans)
         self.structure = structure
-        self.features = nn.Sequential(*(build_block(b, use_sa, residual) for b in structure.blocks))
+        units = UnitOptions(shortcut, sum_relu, bn_momentum)
+        self.features = nn.Sequential(*(build_block(b, use_sa, units) for b in structure.blocks))
         c = structure.out_channels
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.lw_att = LightweightAttention(c) if lw_att else None
         self.classifier = nn.Linear(c, num_classes)
         self.zero_init_residual = zero_init_residual
+        self.init = init
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Zen-NAS initialisation (§2.5): scaled Xavier for convs and linears, and the last BN
         of every residual unit at γ = 0 so each unit starts as its shortcut (γ = 1 when
-        `zero_init_residual` is False)."""
+        `zero_init_residual` is False, and in units without a shortcut). `init="torch"`
+        replaces the Xavier part."""
         gain = 3.26
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.xavier_normal_(m.weight, gain=gain)
+                if self.init == "zen":
+                    nn.init.xavier_normal_(m.weight, gain=gain)
+                else:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 std = gain * math.sqrt(2.0 / (m.in_features + m.out_features))
-                nn.init.normal_(m.weight, 0.0, std)
+                nn.init.normal_(m.weight, 0.0, std if self.init == "zen" else 0.01)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, ResidualUnit):
-                last_bn = m.body[-1][1]
-                nn.init.constant_(last_bn.weight, 0.0 if self.zero_init_residual else 1.0)
+                # a unit without a shortcut would start as a constant zero: its γ stays 1
+                zero = self.zero_init_residual and m.shortcut is not None
+                nn.init.constant_(m.body[-1][1].weight, 0.0 if zero else 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x))

@@ -142,13 +142,23 @@ _add(Recipe(
     train_size=44, train_crop=44 / 48, shift=2 / 48, eval_size=48, eval_crop=1.0,
     flip=True, brightness=0.25, contrast=0.5,
 ))
+_add(Recipe(
+    name="probe",
+    description="the learnability probe of the ZenNet study: ZenNet's optimiser (SGD-Nesterov "
+    "0.025, wd 5e-4 on weights only) over 6 epochs (2,694 steps of 64 on FER2013), half an epoch "
+    "of warm-up, cosine; 48 px, flip and ±2 px shifts only, so that the network is what differs",
+    epochs=6, batch_size=64, lr=0.025, nesterov=True, weight_decay=5e-4,
+    decay_norm_and_bias=False, warmup_epochs=0.5, train_size=48, eval_size=48, shift=2 / 48,
+    channels_last=True,  # oneDNN's depthwise convolutions are faster so on CPUs
+))
 # fmt: on
 
 # How the network sees its input: kept from the trained network's own recipe when it is
 # fine-tuned (k-fold); a package's card records them (`train.views`, with `tencrop_train`).
 VIEW_FIELDS = ("train_size", "train_crop", "eval_size", "eval_crop", "eval_tta")
 
-FAMILY_RECIPE = {"autofernet": "autofernet", "zennet": "zennet", "poster": "poster", "vgg": "vgg"}
+FAMILY_RECIPE = {"autofernet": "autofernet", "zennet": "zennet", "poster": "poster", "vgg": "vgg",
+                 "mobilenet": "zennet"}  # fmt: skip
 
 
 def get_recipe(name: str) -> Recipe:

@@ -21,9 +21,9 @@ k ∈ {3, 5, 7}, as Zen-NAS's XXBL space lists them (the grammar would also acce
 
 from __future__ import annotations
 
-import statistics
-import time
+import tempfile
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -162,6 +162,8 @@ class Budget:
     in_chans: int = 1
     num_classes: int = 7
     threads: int = 1
+    # builder options of the network as trained (`train --model-option`), as (key, value) pairs
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 class BudgetCheck(NamedTuple):
@@ -172,35 +174,45 @@ class BudgetCheck(NamedTuple):
 
 def trained_network(structure: Structure | str, budget: Budget):
     """The network as `python -m trainer train --model structure.txt` builds it (SA on,
-    residual links, classifier), with the search's input channels and classes."""
+    residual links, classifier, the budget's builder options), with the search's input
+    channels and classes."""
     from fer_core.models import create_model
 
     text = structure if isinstance(structure, str) else structure.to_text()
     return create_model(
-        "zennet-m-sa", structure=text, in_chans=budget.in_chans, num_classes=budget.num_classes
+        "zennet-m-sa",
+        structure=text,
+        in_chans=budget.in_chans,
+        num_classes=budget.num_classes,
+        **dict(budget.options),
     )
 
 
-def measure_latency(model, input_shape: tuple[int, ...], threads: int = 1, runs: int = 15) -> float:
-    """Median single-image forward time in ms, eval mode, `threads` torch threads."""
+def measure_latency(model, input_shape: tuple[int, ...], threads: int = 1) -> float:
+    """Median single-image time in ms of the network as the app runs it: fp32 onnxruntime
+    at `threads` intra-op threads (eager torch costs several times more at this size, in
+    per-operator overhead, and ranks structures differently). The TorchScript exporter is
+    used: it takes a second or two per candidate where the dynamo exporter takes ten."""
+    import io
+    import warnings
+
     import torch
+
+    from fer_core.zoo import open_session
+    from trainer.evaluation.latency import time_calls
 
     model.eval()
     x = torch.zeros(1, *input_shape)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        times = []
-        with torch.inference_mode():
-            for _ in range(3):
-                model(x)
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                model(x)
-                times.append((time.perf_counter() - t0) * 1e3)
-    finally:
-        torch.set_num_threads(previous)
-    return statistics.median(times)
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["image"])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "candidate.onnx"
+        path.write_bytes(buffer.getvalue())
+        session = open_session(path, threads)
+    image = np.zeros((1, *input_shape), np.float32)
+    return time_calls(lambda: session.run(None, {"image": image}), 0.3, min_runs=15).median_ms
 
 
 def check_budget(structure: Structure | str, budget: Budget) -> BudgetCheck:

@@ -21,9 +21,10 @@ best-scoring structure, written as `structure.txt` for `python -m trainer train 
 
 Default budget, for the trainer's 48 px grey faces: ≤ 1e6 params and ≤ 14 layers as the FER
 M search; ≤ 50e6 MACs at 48 px (ZenNet-M itself is 17.6e6 there, 394e6 at 224 px), room for
-about 3× ZenNet-M's compute; at that size eager CPU time is dominated by per-operator
-overhead (ZenNet-M-SA takes ~10–15 ms single-threaded), so real-time use is set with
---max-latency-ms (median batch-1 eval forward at --threads), not with MACs.
+about 3× ZenNet-M's compute; at that size time is not proportional to MACs (depthwise
+convolutions, per-operator overhead), so real-time use is set with --max-latency-ms: the
+median batch-1 fp32 onnxruntime forward at --threads, as the app runs the exported network.
+--model-option builds the candidates with the builder options they will be trained with.
 
 Deviations from the FER repository:
 - population and iterations are sized for a CPU (64 and 1000 by default, not 512 and 480,000),
@@ -59,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.models.structure import Structure
+from trainer.flags import key_value
 from trainer.search.evolution import (
     SPACES,
     Budget,
@@ -66,6 +68,7 @@ from trainer.search.evolution import (
     check_budget,
     get_space,
     mutate,
+    trained_network,
 )
 
 VARIANTS = ("code", "paper")
@@ -103,7 +106,7 @@ def score_network(structure: Structure | str, in_chans: int = 3):
     """The plain network the Zen-score is computed on: no residual links, no SA."""
     from fer_core.models.zennet import ZenNet
 
-    return ZenNet(structure, num_classes=1, in_chans=in_chans, use_sa=False, residual=False)
+    return ZenNet(structure, num_classes=1, in_chans=in_chans, use_sa=False, shortcut="none")
 
 
 def _gaussian_init(model, generator) -> None:
@@ -224,6 +227,8 @@ class ZenSearchConfig:
     seed: int = 0
     threads: int = 1
     checkpoint_every: int = 50
+    # builder options of the network as trained (`--model-option`, passed on to `train`)
+    model_options: dict[str, Any] = field(default_factory=dict)
 
     def budget(self) -> Budget:
         return Budget(
@@ -235,6 +240,7 @@ class ZenSearchConfig:
             in_chans=self.in_chans,
             num_classes=self.num_classes,
             threads=self.threads,
+            options=tuple(sorted(self.model_options.items())),
         )
 
     def initial_structure(self) -> Structure:
@@ -260,6 +266,10 @@ class ZenSearchConfig:
         if self.iterations < 0:
             raise ValueError("Zen search: iterations must be at least 0")
         self.initial_structure()  # a malformed --init fails here, naming the token
+        try:  # an unknown or malformed builder option fails here, before any scoring
+            trained_network(self.initial_structure(), self.budget())
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"--model-option: {err}") from None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -634,7 +644,7 @@ def add_arguments(group) -> None:
         "--max-latency-ms",
         type=float,
         default=None,
-        help="median batch-1 CPU forward in ms with --threads (none; 0 = none)",
+        help="median batch-1 fp32 onnxruntime forward in ms with --threads (none; 0 = none)",
     )
     group.add_argument("--score-batch", type=int, default=None, help="Zen-score batch (16)")
     group.add_argument(
@@ -648,6 +658,16 @@ def add_arguments(group) -> None:
     )
     group.add_argument(
         "--checkpoint-every", type=int, default=None, help="save the state every N iterations (50)"
+    )
+    group.add_argument(
+        "--model-option",
+        action="append",
+        type=key_value,
+        default=None,
+        metavar="KEY=VALUE",
+        help="a builder option of the network as it will be trained (repeatable; it counts in "
+        "params, MACs and latency): shortcut=identity, sum_relu=False, ...; the printed train "
+        "command passes it on",
     )
 
 
@@ -669,6 +689,7 @@ _ARG_FIELDS = {
     "checkpoint_every": "checkpoint_every",
     "seed": "seed",
     "threads": "threads",
+    "model_option": "model_options",
 }
 _LIMITS = ("max_params", "max_macs", "max_layers", "max_latency_ms")
 
@@ -703,6 +724,8 @@ def config_from_args(args) -> tuple[ZenSearchConfig, bool]:
             continue
         if name == "init":
             value = _read_init(value)
+        if name == "model_options":
+            value = dict(value)
         if name in _LIMITS and value <= 0:
             value = None
         values[name] = value
@@ -735,8 +758,9 @@ def run(args) -> int:
         return 1
     print(result.structure)
     print(f"Zen-score {result.score:.3f} ({config.variant}); {_format_figures(result.figures)}")
+    options = "".join(f" --model-option {k}={v}" for k, v in config.model_options.items())
     print(
         f"wrote {result.out}; train it with: python -m trainer train --model {result.out}/"
-        "structure.txt"
+        f"structure.txt{options}"
     )
     return 0
