@@ -193,7 +193,6 @@ def measure_latency(model, input_shape: tuple[int, ...], threads: int = 1) -> fl
     at `threads` intra-op threads (eager torch costs several times more at this size, in
     per-operator overhead, and ranks structures differently). The TorchScript exporter is
     used: it takes a second or two per candidate where the dynamo exporter takes ten."""
-    import io
     import warnings
 
     import torch
@@ -203,13 +202,11 @@ def measure_latency(model, input_shape: tuple[int, ...], threads: int = 1) -> fl
 
     model.eval()
     x = torch.zeros(1, *input_shape)
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["image"])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "candidate.onnx"
-        path.write_bytes(buffer.getvalue())
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            torch.onnx.export(model, (x,), path, dynamo=False, input_names=["image"])
         session = open_session(path, threads)
     image = np.zeros((1, *input_shape), np.float32)
     return time_calls(lambda: session.run(None, {"image": image}), 0.3, min_runs=15).median_ms
