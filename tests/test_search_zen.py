@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from trainer.search.zen import (
     config_from_args,
     score_network,
     search,
+    shortcut_note,
     zen_score,
 )
 
@@ -169,7 +171,7 @@ def _check_chain(structure, in_chans):
             assert b.bottleneck % 8 == 0 and b.bottleneck >= 8
 
 
-@pytest.mark.parametrize("space", ["idw", "xxbl"])
+@pytest.mark.parametrize("space", ["idw", "idw-mb", "xxbl"])
 def test_mutation_rules(space):
     init = Structure.parse(SPACES[space].init).with_in_chans(1)
     stride_product = math.prod(b.stride for b in init.blocks)
@@ -185,13 +187,39 @@ def test_mutation_rules(space):
             stem_fields = (stem.name, stem.stride, stem.layers)
             assert stem_fields == ("SuperConvK3BNRELU", init.blocks[0].stride, 1)
             assert last.name == "SuperConvK1BNRELU" and last.layers == 1
-            if space == "idw":  # IDW_fixfc: the final 1×1 conv keeps its width
+            if SPACES[space].fixed_last:  # IDW_fixfc: the final 1×1 conv keeps its width
                 assert last.c_out == 2048
+            if SPACES[space].tied_bottleneck:
+                assert all(b.bottleneck == b.c_out for b in s.blocks[1:-1])
             assert math.prod(b.stride for b in s.blocks) == stride_product
             middle = s.blocks[1:-1]
             assert all(b.name in SPACES[space].block_names for b in middle)
             names.update(b.name for b in middle)
     assert len(names) > 4  # block types are redrawn within the family
+
+
+def test_tied_space_keeps_identity_shortcuts():
+    """In the IDW space a block whose bottleneck differs from its output has no unit of equal
+    input and output shape, so MobileNetV2's identity rule leaves it plain; tied, only each
+    block's first unit goes without a shortcut."""
+    untied = Structure.parse(
+        "SuperConvK3BNRELU(1,16,2,1)SuperResIDWE4K3(16,24,2,32,3)SuperConvK1BNRELU(24,64,1,1)"
+    )
+    tied = SPACES["idw-mb"].conform(untied)
+    assert tied.blocks[1].bottleneck == 24 and tied.blocks[0] == untied.blocks[0]
+
+    def shortcuts(structure):
+        net = ZenNet(structure, shortcut="identity", sum_relu=False)
+        return [u.shortcut is not None for u in net.modules() if isinstance(u, ResidualUnit)]
+
+    assert shortcuts(untied) == [False] * 6
+    assert shortcuts(tied) == [False] + [True] * 5
+    config = ZenSearchConfig(out="unused", space="idw-mb")
+    assert all(b.bottleneck == b.c_out for b in config.initial_structure().blocks[1:-1])
+    identity = {"shortcut": "identity"}
+    assert shortcut_note(replace(config, model_options=identity)) is None
+    assert "--space idw-mb" in shortcut_note(ZenSearchConfig(out="u", model_options=identity))
+    assert shortcut_note(ZenSearchConfig(out="u")) is None
 
 
 def test_xxbl_final_conv_may_change_width():

@@ -15,6 +15,13 @@ Mutation. A random mutable block is replaced by a random sample of that block's 
 - afterwards every block with 6 or more sub-layers is split in two (⌊L/2⌋ then ⌈L/2⌉, the
   second at stride 1), so the sum of sub-layers is unchanged.
 
+The "idw-mb" space is the IDW space with every block's bottleneck tied to its output width,
+as MobileNetV2's stages are: a mutation draws the output width only. With MobileNetV2's
+identity shortcuts (`--model-option shortcut=identity`) a unit keeps its shortcut only where its
+input and output shapes agree, and in the IDW space the pair of units around a bottleneck of
+another width has none: a searched 24-unit structure there is a plain network that does not
+train. Tied, every unit after a block's first keeps its shortcut, at no latency cost.
+
 The XXBL family is SuperResK1K{3,5,7}K1 plus SuperResK{k}K{k} with matched kernels
 k ∈ {3, 5, 7}, as Zen-NAS's XXBL space lists them (the grammar would also accept mixed pairs).
 """
@@ -41,15 +48,20 @@ class SearchSpace:
     block_names: tuple[str, ...]  # residual block types a mutation draws from
     fixed_last: bool  # the final SuperConv is never mutated
     init: str  # default initial structure
+    tied_bottleneck: bool = False  # a residual block's bottleneck equals its output width
+
+    def conform(self, structure: Structure) -> Structure:
+        """The structure as this space holds it (tied bottlenecks where the space ties them)."""
+        if not self.tied_bottleneck:
+            return structure
+        tied = (b if b.kind == "conv" else replace(b, bottleneck=b.c_out) for b in structure.blocks)
+        return Structure(tuple(tied))
 
 
+IDW_BLOCKS = tuple(f"SuperResIDWE{e}K{k}" for e in (1, 2, 4, 6) for k in (3, 5, 7))
 SPACES: dict[str, SearchSpace] = {
-    "idw": SearchSpace(
-        "idw",
-        tuple(f"SuperResIDWE{e}K{k}" for e in (1, 2, 4, 6) for k in (3, 5, 7)),
-        fixed_last=True,
-        init=INIT_M,
-    ),
+    "idw": SearchSpace("idw", IDW_BLOCKS, fixed_last=True, init=INIT_M),
+    "idw-mb": SearchSpace("idw-mb", IDW_BLOCKS, fixed_last=True, init=INIT_M, tied_bottleneck=True),
     "xxbl": SearchSpace(
         "xxbl",
         (*(f"SuperResK1K{k}K1" for k in (3, 5, 7)), *(f"SuperResK{k}K{k}" for k in (3, 5, 7))),
@@ -140,7 +152,7 @@ def mutate(
     blocks[i] = new
     if i + 1 < len(blocks):
         blocks[i + 1] = replace(blocks[i + 1], c_in=c_out)
-    result = Structure(tuple(split_blocks(blocks)))
+    result = space.conform(Structure(tuple(split_blocks(blocks))))
     text = result.to_text()
     if Structure.parse(text) != result:  # pragma: no cover - a bug guard
         raise AssertionError(f"mutation produced a structure that does not round-trip: {text}")

@@ -244,8 +244,9 @@ class ZenSearchConfig:
         )
 
     def initial_structure(self) -> Structure:
-        text = self.init if self.init else get_space(self.space).init
-        return Structure.parse(text.strip()).with_in_chans(self.in_chans)
+        space = get_space(self.space)
+        text = self.init if self.init else space.init
+        return space.conform(Structure.parse(text.strip()).with_in_chans(self.in_chans))
 
     def validate(self) -> None:
         get_space(self.space)
@@ -740,9 +741,24 @@ def _format_figures(figures: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def shortcut_note(config: ZenSearchConfig) -> str | None:
+    """A warning for identity shortcuts in a space whose bottlenecks are free."""
+    tied = get_space(config.space).tied_bottleneck
+    if config.model_options.get("shortcut") != "identity" or tied:
+        return None
+    return (
+        f"note: with shortcut=identity only units of equal input and output shape keep a "
+        f"shortcut, and in the {config.space} space most have none (deep candidates are plain "
+        f"networks that do not train); --space idw-mb ties bottlenecks so that they keep one"
+    )
+
+
 def run(args) -> int:
     """`python -m trainer search --method zen`: search, then print the structure and figures."""
     config, resume = config_from_args(args)
+    note = shortcut_note(config)
+    if note:
+        print(note, file=sys.stderr)
     try:
         result = search(config, resume=resume)
     except FileExistsError as err:
