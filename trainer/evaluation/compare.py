@@ -117,18 +117,20 @@ def plot_curves(groups: list[Group], path: str | Path) -> Path:
     from trainer.evaluation.plots import _figure, _save, _whole_epochs
 
     plt, fig, axes = _figure(1, 2, figsize=(11, 4.2), sharey=True)
+    # matplotlib's default cycle repeats after 10 colours; tab20 keeps up to 20 groups apart
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
     for ax, field, title in zip(
         axes, ("val_top1", "train_top1"), ("validation", "training (augmented)"), strict=True
     ):
-        for g in groups:
+        for i, g in enumerate(groups):
             curve = 100 * g.curve(field)
             epochs = np.arange(1, g.epochs + 1)
-            (line,) = ax.plot(
-                epochs, curve.mean(axis=0), marker="o", ms=3, label=f"{g.name} (×{len(g.runs)})"
-            )
+            colour = colours[i % len(colours)]
+            label = f"{g.name} (×{len(g.runs)})"
+            ax.plot(epochs, curve.mean(axis=0), marker="o", ms=3, color=colour, label=label)
             if len(g.runs) > 1:
                 ax.fill_between(
-                    epochs, curve.min(axis=0), curve.max(axis=0), color=line.get_color(), alpha=0.2
+                    epochs, curve.min(axis=0), curve.max(axis=0), color=colour, alpha=0.2
                 )
         ax.set(xlabel="epoch", title=title)
         ax.grid(alpha=0.3)
