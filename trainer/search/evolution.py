@@ -16,7 +16,8 @@ Mutation. A random mutable block is replaced by a random sample of that block's 
   second at stride 1), so the sum of sub-layers is unchanged.
 
 The "idw-mb" space is the IDW space with every block's bottleneck tied to its output width,
-as MobileNetV2's stages are: a mutation draws the output width only. With MobileNetV2's
+as MobileNetV2's stages are: after a mutation every bottleneck is set to its block's output
+width (the drawn one is discarded, so the random stream matches the IDW space's). With MobileNetV2's
 identity shortcuts (`--model-option shortcut=identity`) a unit keeps its shortcut only where its
 input and output shapes agree, and in the IDW space the pair of units around a bottleneck of
 another width has none: a searched 24-unit structure there is a plain network that does not

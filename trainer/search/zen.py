@@ -266,9 +266,9 @@ class ZenSearchConfig:
                 raise ValueError(f"Zen search: {name} must be at least 1")
         if self.iterations < 0:
             raise ValueError("Zen search: iterations must be at least 0")
-        self.initial_structure()  # a malformed --init fails here, naming the token
+        structure = self.initial_structure()  # a malformed --init fails here, naming the token
         try:  # an unknown or malformed builder option fails here, before any scoring
-            trained_network(self.initial_structure(), self.budget())
+            trained_network(structure, self.budget())
         except (TypeError, ValueError) as err:
             raise ValueError(f"--model-option: {err}") from None
 
