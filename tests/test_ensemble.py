@@ -1,4 +1,4 @@
-"""Ensembles (REFERENCE §1.9): logits averaged across members whose labels come in different
+"""Ensembles (Auto-FERNet): logits averaged across members whose labels come in different
 orders, members chosen on validation only, and the chosen ensemble exported as one package
 that scores what the ensemble scored."""
 

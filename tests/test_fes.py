@@ -1,4 +1,4 @@
-"""The FES matrix (REFERENCE §1.7): the formula on hand-made votes, the FER2013 class order by
+"""The FES matrix (Auto-FERNet): the formula on hand-made votes, the FER2013 class order by
 name, the JSON and picture, and the published values on the real FER+ votes."""
 
 import json
@@ -16,7 +16,7 @@ HEADER = (
 )
 FERPLUS_VOTES = SHARED_DATA / "fer2013" / "fer2013new.csv"
 
-# REFERENCE §1.7, upper triangle in FER2013 order (angry, disgust, fear, happy, sad, surprise,
+# Auto-FERNet's matrix, upper triangle in FER2013 order (angry, disgust, fear, happy, sad, surprise,
 # neutral), recomputed from the shipped votes.
 PUBLISHED = {
     ("angry", "disgust"): 0.02719, ("angry", "fear"): 0.02188, ("angry", "happy"): 0.02003,

@@ -1,4 +1,4 @@
-"""Relabel training (REFERENCE §1.8): the rule on hand-made logits, the recipe that continues a
+"""Relabel training (Auto-FERNet): the rule on hand-made logits, the recipe that continues a
 snapshot, and a fine-tune that counts its flips per epoch and class pair."""
 
 import csv
@@ -27,7 +27,7 @@ ANGRY, DISGUST, FEAR, HAPPY, SAD, SURPRISE, NEUTRAL = range(7)
 
 
 def published_fes() -> FES:
-    """REFERENCE §1.7's matrix (FER2013 order) for the pairs the tests use; the rest 0.01."""
+    """Auto-FERNet's FES matrix (FER2013 order) for the pairs the tests use; the rest 0.01."""
     fes = compute_fes(torch.zeros(1, 7).numpy(), FER2013)
     m = fes.matrix + 0.01 * (1 - fes.matrix)
     for (a, b), v in {

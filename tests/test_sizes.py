@@ -1,4 +1,5 @@
-"""Parameter and MAC counts against REFERENCE.md (§1.4, §2.3, §3.1, §4)."""
+"""Parameter and MAC counts against the papers' figures
+(Auto-FERNet, ZenNet-SA, POSTER V2, Khaireddin & Chen)."""
 
 import pytest
 
@@ -7,15 +8,15 @@ from fer_core.models.complexity import measure
 from fer_core.models.structure import ZENNET_M, Structure
 from fer_core.models.zennet import ShuffleAttention, ZenNet, round8
 
-# name → (exact executed-path parameters, REFERENCE's figure in millions, its decimals,
-#         REFERENCE's MAC figure in G)
+# name → (exact executed-path parameters, the paper's figure in millions, its decimals,
+#         the paper's MAC figure in G)
 SIZES = {
-    "autofernet": (2_164_831, 2.16, 2, 0.84),  # §1.4: 2.16M, ≈0.84 GMAC at 48×48
-    "autofernet-l20": (4_119_703, 4.12, 2, None),  # §1.4: 4.12M at L=20
-    "zennet-m-sa": (1_007_511, 1.01, 2, 0.394),  # §2.3: 1.01M (README, with SA), ≈394M
-    "zennet-r-sa": (327_339, 0.327, 3, 0.436),  # §2.3: 0.327M, ≈436M MACs
-    "poster-v2": (43_753_941, 43.75, 2, 8.4),  # §3.1: 43.75M executed, 8.4 G (thop)
-    "vgg-fer": (29_890_759, 29.9, 1, 0.35),  # §4: 29.9M, ≈0.35 GMAC per 40 px crop
+    "autofernet": (2_164_831, 2.16, 2, 0.84),  # Auto-FERNet: 2.16M, ≈0.84 GMAC at 48×48
+    "autofernet-l20": (4_119_703, 4.12, 2, None),  # Auto-FERNet: 4.12M at L=20
+    "zennet-m-sa": (1_007_511, 1.01, 2, 0.394),  # ZenNet-SA: 1.01M (README, with SA), ≈394M
+    "zennet-r-sa": (327_339, 0.327, 3, 0.436),  # ZenNet-SA: 0.327M, ≈436M MACs
+    "poster-v2": (43_753_941, 43.75, 2, 8.4),  # POSTER V2: 43.75M executed, 8.4 G (thop)
+    "vgg-fer": (29_890_759, 29.9, 1, 0.35),  # Khaireddin & Chen: 29.9M, ≈0.35 GMAC per 40 px crop
 }
 
 
@@ -45,7 +46,7 @@ def test_macs_at_native_input_match_reference(name, measured):
     c = measured(name)
     macs = c.macs
     if name.startswith("zennet"):
-        macs += c.norm_macs  # Zen-NAS's count, which REFERENCE repeats, includes BN
+        macs += c.norm_macs  # Zen-NAS's count, which ZenNet-SA repeats, includes BN
     if name == "poster-v2":
         # thop (the paper's counter) skips the attention matmuls; we count them too.
         macs -= (784**2 * 64 + 196**2 * 128 + 49**2 * 256) * 2 + 148**2 * 768 * 2 * 2
@@ -53,7 +54,7 @@ def test_macs_at_native_input_match_reference(name, measured):
 
 
 def test_zennet_m_backbone_and_shuffle_attention():
-    # REFERENCE §2.3 counts the ZenNet-M backbone at 1.004M; SA adds 6·C/8 parameters in every
+    # ZenNet-SA counts the ZenNet-M backbone at 1.004M; SA adds 6·C/8 parameters in every
     # residual unit (C = that unit's expansion width), giving the paper's 1.01M for M-SA.
     plain = sum(p.numel() for p in ZenNet(ZENNET_M, use_sa=False).parameters())
     assert round(plain / 1e6, 3) == 1.004

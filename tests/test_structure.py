@@ -71,7 +71,7 @@ def test_malformed_structure_points_at_the_token(text, token, message):
 
 
 def test_residual_units_start_as_their_shortcut_unless_asked_otherwise():
-    """Zen-NAS zeroes the last BN of every residual unit (§2.5); `zero_init_residual=False`
+    """Zen-NAS zeroes the last BN of every residual unit; `zero_init_residual=False`
     starts it at 1 (on 40-px FER2013 faces the zero start leaves the unit bodies still)."""
     from fer_core.models.zennet import ResidualUnit
 

@@ -925,8 +925,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: default)"
     )
-    sgas.add_arguments(p.add_argument_group("SGAS (--method sgas, REFERENCE §1.2)"))
-    zen.add_arguments(p.add_argument_group("Zen-NAS (--method zen, REFERENCE §2.1–2.2)"))
+    sgas.add_arguments(p.add_argument_group("SGAS (--method sgas, as Auto-FERNet)"))
+    zen.add_arguments(p.add_argument_group("Zen-NAS (--method zen)"))
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Auto-FERNet: a DARTS-style evaluation network built from a cell genotype (REFERENCE §1.1, §1.4).
+"""Auto-FERNet: a DARTS-style evaluation network built from a cell genotype.
 
 `AutoFERNet(genotype, layers=12, channels=36, in_chans=1)` stacks `layers` cells with reduction
 cells at ⌊L/3⌋ and ⌊2L/3⌋. In training mode with the auxiliary head it returns

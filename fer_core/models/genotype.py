@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fer_core.models.syntax import ArchitectureSyntaxError, parse_file
 
-# The 8 DARTS operations plus Auto-FERNet's ghost, conv_1x1 and conv_3x3 (REFERENCE §1.1).
+# The 8 DARTS operations plus Auto-FERNet's ghost, conv_1x1 and conv_3x3 (its search space).
 PRIMITIVES: tuple[str, ...] = (
     "none",
     "max_pool_3x3",
@@ -64,7 +64,7 @@ class Genotype:
         )
 
 
-# Published Auto-FERNet cell (REFERENCE §1.3, names `FER2013_search_space` = `Auto_FERNet`).
+# Published Auto-FERNet cell (its genotypes.py, names `FER2013_search_space` = `Auto_FERNet`).
 AUTO_FERNET = Genotype(
     normal=(
         ("sep_conv_3x3", 0), ("conv_3x3", 1),

@@ -1,4 +1,4 @@
-"""POSTER V2 (POSTER++, REFERENCE §3.1): an IR-50 image stream and a frozen MobileFaceNet
+"""POSTER V2 (POSTER++): an IR-50 image stream and a frozen MobileFaceNet
 landmark stream meet in three window cross-attention levels whose outputs are fused into
 147 tokens for a 2-block ViT, an SE gate and a linear head.
 

@@ -4,7 +4,7 @@ A structure string is a run of blocks written back to back as `Name(int,int,...)
 
     SuperConvK3BNRELU(3,64,2,1)SuperResIDWE2K7(64,48,2,48,1)...SuperConvK1BNRELU(32,2048,1,1)
 
-Block grammar (REFERENCE §2.3):
+Block grammar (Zen-NAS's structure strings):
     SuperConvK{k}BNRELU(in,out,stride,L)
     SuperResIDWE{e}K{k}(in,out,stride,bottleneck,L)   inverted-residual pairs, expansion e
     SuperResK1K{k}K1(in,out,stride,bottleneck,L)      bottleneck pairs
@@ -175,7 +175,7 @@ def _check(spec: BlockSpec, previous: BlockSpec | None) -> str | None:
     return None
 
 
-# Searched backbones (REFERENCE §2.3).
+# Searched backbones (ZenNet-SA's ZenNet-M and ZenNet-R, from Zen-NAS).
 ZENNET_M = (
     "SuperConvK3BNRELU(3,64,2,1)SuperResIDWE2K7(64,48,2,48,1)SuperResIDWE2K7(48,80,2,80,1)"
     "SuperResIDWE2K7(80,96,2,96,3)SuperResIDWE2K7(96,96,1,96,3)SuperResIDWE6K7(96,32,2,40,4)"
@@ -186,7 +186,7 @@ ZENNET_R = (
     "SuperResK1K7K1(32,160,2,8,1)SuperResK1K7K1(160,256,2,16,5)SuperConvK1BNRELU(256,192,1,1)"
 )
 
-# Initial structures of the FER searches (REFERENCE §2.2), where Zen-NAS evolution starts.
+# Initial structures of the FER searches (ZenNet-SA), where Zen-NAS evolution starts.
 INIT_M = (
     "SuperConvK3BNRELU(3,8,2,1)SuperResIDWE6K3(8,32,2,8,1)SuperResIDWE6K3(32,48,2,32,1)"
     "SuperResIDWE6K3(48,96,2,48,1)SuperResIDWE6K3(96,128,2,96,1)SuperConvK1BNRELU(128,2048,1,1)"

@@ -1,4 +1,4 @@
-"""The VGG-style FER baseline of Khaireddin & Chen (REFERENCE §4): 40×40 grey crops,
+"""The VGG-style FER baseline of Khaireddin & Chen: 40×40 grey crops,
 four double-conv stages and a 4096-4096 classifier. `vgg-fer-s` is the same design at half
 width with a 1024-1024 classifier: 9× fewer MACs, small enough to train on a laptop CPU."""
 

@@ -1,5 +1,5 @@
 """ZenNet-SA: a Zen-NAS backbone built from a structure string, with Shuffle Attention
-inside every residual unit and an optional lightweight-attention head (REFERENCE §2.3–2.5)."""
+inside every residual unit and an optional lightweight-attention head (ZenNet-SA)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 from fer_core.models.layers import conv_bn_act
 from fer_core.models.structure import BlockSpec, Structure
 
-# Zen-NAS trains with these BN settings (§2.5).
+# Zen-NAS trains with these BN settings (its training scripts).
 BN = {"momentum": 0.01, "eps": 1e-3}
 
 
@@ -68,7 +68,7 @@ class ResidualUnit(nn.Module):
 
     Shortcuts (`SHORTCUTS`): "project" is Zen-NAS's, a 1×1 conv + BN where stride or width
     change; "identity" is MobileNetV2's, a shortcut only where they do not; "none" makes the unit
-    plain, ReLU(body(x)): the network the Zen-score is computed on (REFERENCE §2.1)."""
+    plain, ReLU(body(x)): the network the Zen-score is computed on (Zen-NAS)."""
 
     def __init__(
         self,
@@ -199,7 +199,7 @@ def build_block(spec: BlockSpec, sa: bool, units: UnitOptions = UnitOptions()) -
     return nn.Sequential(*layers)
 
 
-# Initialisations: Zen-NAS's (§2.5), and torchvision's for MobileNetV2 / ResNet (Kaiming normal,
+# Initialisations: Zen-NAS's, and torchvision's for MobileNetV2 / ResNet (Kaiming normal,
 # fan-out, for convolutions; N(0, 0.01) for the classifier).
 INITS = ("zen", "torch")
 
@@ -243,7 +243,7 @@ class ZenNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Zen-NAS initialisation (§2.5): scaled Xavier for convs and linears, and the last BN
+        """Zen-NAS initialisation: scaled Xavier for convs and linears, and the last BN
         of every residual unit at γ = 0 so each unit starts as its shortcut (γ = 1 when
         `zero_init_residual` is False, and in units without a shortcut). `init="torch"`
         replaces the Xavier part."""

@@ -1,5 +1,6 @@
-"""Training recipes: the papers' hyperparameters per family (REFERENCE §1.6, §2.5, §3.2, §4) and
-this project's own, as data. Every field can be overridden from the command line."""
+"""Training recipes: the papers' hyperparameters per family (Auto-FERNet, ZenNet-SA,
+POSTER V2, Khaireddin & Chen) and this project's own, as data. Every field can be overridden
+from the command line."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def _add(recipe: Recipe) -> None:
 # fmt: off
 _add(Recipe(
     name="autofernet",
-    description="Auto-FERNet from scratch (REFERENCE §1.6): SGD 0.025, cosine over 600 epochs, "
+    description="Auto-FERNet from scratch: SGD 0.025, cosine over 600 epochs, "
     "aux 0.4, drop-path to 0.2, clip 5, random 44 crops of 48 + flip, full 48 at test",
     epochs=600, batch_size=64, lr=0.025, weight_decay=3e-4,
     aux_weight=0.4, drop_path=0.2, grad_clip=5.0,
@@ -99,7 +100,7 @@ _add(Recipe(
 ))
 _add(Recipe(
     name="zennet",
-    description="ZenNet-SA (REFERENCE §2.5): SGD-Nesterov 0.025, 5 warm-up epochs, cosine over "
+    description="ZenNet-SA: SGD-Nesterov 0.025, 5 warm-up epochs, cosine over "
     "400, wd 5e-4 on weights only, label smoothing 0.1 + mixup 0.2, resized crops + flip, "
     "AutoAugment (ImageNet policy), PCA lighting 0.1, erasing",
     epochs=400, batch_size=64, lr=0.025, nesterov=True, weight_decay=5e-4,
@@ -108,14 +109,14 @@ _add(Recipe(
 ))
 _add(Recipe(
     name="poster",
-    description="POSTER V2 (REFERENCE §3.2): SAM(ρ 0.05) around Adam 3.5e-5, ×0.98 per epoch, "
+    description="POSTER V2: SAM(ρ 0.05) around Adam 3.5e-5, ×0.98 per epoch, "
     "200 epochs, batch 144, flip + erasing, no weight decay",
     epochs=200, batch_size=144, lr=3.5e-5, optimizer="sam-adam", schedule="exponential",
     gamma=0.98, erase_p=0.5, erase_area=(0.02, 0.1),
 ))
 _add(Recipe(
     name="vgg",
-    description="VGG baseline (REFERENCE §4): SGD-Nesterov 0.01, plateau ×0.75 on validation, "
+    description="VGG baseline (Khaireddin & Chen): SGD-Nesterov 0.01, plateau ×0.75 on validation, "
     "300 epochs, resized crops, shifts, rotations, ten 40 crops per image in training and test",
     epochs=300, batch_size=64, lr=0.01, nesterov=True, weight_decay=1e-4, schedule="plateau",
     train_size=40, train_crop=1.0, eval_size=40, eval_crop=40 / 48, eval_tta="tencrop",
@@ -134,7 +135,7 @@ _add(Recipe(
 ))
 _add(Recipe(
     name="ckplus-finetune",
-    description="Auto-FERNet CK+ fine-tuning from a FER2013 checkpoint (REFERENCE §1.10): SGD "
+    description="Auto-FERNet CK+ fine-tuning from a FER2013 checkpoint: SGD "
     "0.01794 (the README says 0.01), cosine over 60 epochs, batch 64, RandomCrop 44 of 48 + "
     "flip + ColorJitter(0.5, 0.5) (brightness here is additive: ±0.25 ≈ ×0.5–1.5 on a mid-grey "
     "face); `kfold` replaces the views with the checkpoint's own",

@@ -1,4 +1,4 @@
-"""Saliency maps (REFERENCE §4): the gradient of the top logit with respect to the input,
+"""Saliency maps (as Khaireddin & Chen): the gradient of the top logit with respect to the input,
 |grad| maxed over channels, then min-max normalised over the whole map (the notebook's per-row
 normalisation is a bug)."""
 

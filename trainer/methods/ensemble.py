@@ -1,4 +1,4 @@
-"""`python -m trainer ensemble`: average several models (REFERENCE §1.9, §5 step 4).
+"""`python -m trainer ensemble`: average several models (Auto-FERNet's ensemble).
 
 Members are trainer checkpoints or model packages, of any family, depth or input view; their
 outputs are mapped to one label order by name. Each member is run on the validation and test

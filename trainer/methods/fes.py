@@ -1,4 +1,4 @@
-"""`python -m trainer fes`: the Facial Expression Similarity matrix of Auto-FERNet (REFERENCE §1.7)
+"""`python -m trainer fes`: the Facial Expression Similarity matrix of Auto-FERNet
 from the FER+ votes, in FER2013 class order by name.
 
 For classes i ≠ j, over all N vote rows (N = 35,887 for `fer2013new.csv`):

@@ -9,7 +9,7 @@ Two fold protocols:
 - `subject` (the honest one): every subject's images lie in one fold, folds balanced by image
   count. CK+ sequences contribute their last 3 frames, so any split below the subject leaks
   near-identical frames from training into test.
-- `paper`: Auto-FERNet's fixed class slices (REFERENCE §1.10), for comparison with its reported
+- `paper`: Auto-FERNet's fixed class slices (its test_CK48.py), for comparison with its reported
   figure only. It is NOT subject-independent, and its results are labelled as such.
 
 The run folder holds `fold-01/` … (ordinary training runs; their `best.pt` is chosen on the
@@ -37,7 +37,7 @@ from trainer.files import atomic_write
 PROTOCOLS = {
     "subject": "subject-independent: each subject's images in exactly one fold, folds balanced "
     "by image count",
-    "paper": "Auto-FERNet's CK+ folds (REFERENCE §1.10): fixed class slices, NOT "
+    "paper": "Auto-FERNet's CK+ folds: fixed class slices, NOT "
     "subject-independent (frames of one sequence fall in train and test); for comparison only",
 }
 # The paper's CK+48 HDF5: classes in this order, each class's images in file order.
@@ -98,7 +98,7 @@ def subject_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]
 
 
 def paper_folds(targets: np.ndarray, labels: tuple[str, ...] | list[str]) -> list[np.ndarray]:
-    """Test indices of the paper's 10 CK+ folds (REFERENCE §1.10, Auto-FERNet test_CK48.py),
+    """Test indices of the paper's 10 CK+ folds (Auto-FERNet's test_CK48.py),
     reproduced index for index. Its data is CK+48 class by class in the order anger, disgust,
     fear, happy, sadness, surprise, contempt; here each class's images are taken in dataset order
     (sorted file names, as `read_ckplus` returns them) and classes are matched by label name.

@@ -1,4 +1,4 @@
-"""`python -m trainer relabel`: Auto-FERNet's relabel training (REFERENCE §1.8), for any family.
+"""`python -m trainer relabel`: Auto-FERNet's relabel training, for any family.
 
 Fine-tune from a snapshot that has not converged (the `snapshot-85.pt` / `snapshot-90.pt` a
 training run leaves), and from the second epoch on, for every sample of every batch:
@@ -236,7 +236,7 @@ def relabel_recipe(snapshot: Checkpoint, epochs: int = 100, lr: float | None = N
     return base.override(
         name="relabel",
         description=f"relabel training from a {base.name} snapshot at epoch {done} "
-        "(REFERENCE §1.8): the snapshot's recipe, cosine without warm-up, no mixup, "
+        "(Auto-FERNet): the snapshot's recipe, cosine without warm-up, no mixup, "
         "drop-path continuing the snapshot run's ramp",
         epochs=epochs,
         lr=lr,

@@ -1,5 +1,5 @@
 """Zen-NAS evolution helpers: the two search spaces, the mutation rule and the budget check
-(REFERENCE §2.2). Pure structure-string work, apart from the budget check, which builds the
+(Zen-NAS). Pure structure-string work, apart from the budget check, which builds the
 network as it will be trained (Shuffle Attention, residual links, classifier) to count it.
 
 Mutation. A random mutable block is replaced by a random sample of that block's space:

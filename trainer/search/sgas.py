@@ -1,4 +1,4 @@
-"""SGAS (sequential greedy architecture search), the cell search Auto-FERNet used (REFERENCE §1.2).
+"""SGAS (sequential greedy architecture search), the cell search Auto-FERNet used.
 
 A DARTS supernet (`trainer.search.supernet`) of 14-edge normal and reduction cells over the 11
 Auto-FERNet primitives is trained on one half of the data (weights: SGD, cosine lr, clip 5)
@@ -16,7 +16,7 @@ and its α is frozen; once a node has two fixed input edges its other inputs are
 search ends when every edge of both cells is decided (8 decisions, one per cell per decision
 epoch) and emits the genotype: each node's two fixed edges.
 
-Fixed here relative to the Auto-FERNet search code (REFERENCE §5 "1. Search", §7):
+Fixed here relative to the Auto-FERNet search code (its search scripts):
 - the search data is the FER2013 *Training* split only, split with the seed into a weight half
   and an α half; Auto-FERNet pooled Training + PublicTest + PrivateTest, searching on the test
   sets;
@@ -77,7 +77,7 @@ CELLS = ("normal", "reduce")
 DECISIONS_PER_CELL = 2 * STEPS  # every node ends with exactly two fixed inputs
 STATE_FORMAT = "sgas-search-state/1"
 
-# parameter counts of each op at C=12 (Auto-FERNet's complexity term, REFERENCE §1.1)
+# parameter counts of each op at C=12 (Auto-FERNet's complexity term)
 PARAMS = {
     "sep_conv_3x3": 504,
     "sep_conv_5x5": 888,

@@ -1,4 +1,4 @@
-"""The DARTS supernet SGAS searches in (REFERENCE §1.1–1.2): every cell edge is a `MixedOp`, the
+"""The DARTS supernet SGAS searches in (Auto-FERNet): every cell edge is a `MixedOp`, the
 softmax(α)-weighted sum of the 11 Auto-FERNet primitives.
 
 A cell has 4 intermediate nodes; node i reads every earlier state (the two cell inputs

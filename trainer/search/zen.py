@@ -1,5 +1,5 @@
 """Zen-NAS here: a training-free evolutionary search over ZenNet structure strings, ranked by
-the Zen-score (REFERENCE §2.1–2.3).
+the Zen-score (Zen-NAS).
 
 The Zen-score of a structure is read off its *plain* network (no residual links, no Shuffle
 Attention) with every conv/linear weight drawn from N(0, 1) and BN at γ=1, β=0, momentum 0.1
@@ -11,9 +11,9 @@ and fresh running statistics. Two train-mode forward passes of Gaussian input x 
 where σ² is each BN's running variance after the two passes ("code" variant, as Zen-NAS's code
 computes it) or its batch variance in the x pass ("paper" variant). No gradient is needed.
 
-The evolution (§2.2): while the population has ≤ 10 members a child is one mutation of the
-initial structure, else two mutations of a random member (the csv's `parent` column says
-which: "init" or the member's iteration); children over the budget (layers,
+The evolution (Zen-NAS's evolution_search.py): while the population has ≤ 10 members a child
+is one mutation of the initial structure, else two mutations of a random member (the csv's
+`parent` column says which: "init" or the member's iteration); children over the budget (layers,
 params, MACs, latency of the network *as trained*: SA, residual links, classifier, at the
 search resolution and channels) are rejected and counted by reason; the others are scored,
 inserted, and the worst dropped while the population is over size. The answer is the
@@ -29,8 +29,8 @@ median batch-1 fp32 onnxruntime forward at --threads, as the app runs the export
 Deviations from the FER repository:
 - population and iterations are sized for a CPU (64 and 1000 by default, not 512 and 480,000),
   and the default search runs at the trainer's 48 px grey input, not 224 px RGB;
-- the DeepMAD-style "efficient score" filter of the FER repo is not implemented: REFERENCE does
-  not define it;
+- the DeepMAD-style "efficient score" filter of the FER repo is not implemented: neither
+  paper defines it;
 - a child identical to a current member is not inserted again (counted as a "duplicate"
   rejection): with common random numbers it would score the same, and copies of the best
   crowded the population in a trial run;
@@ -211,7 +211,7 @@ def zen_score(
 class ZenSearchConfig:
     out: str | Path
     space: str = "idw"
-    init: str | None = None  # structure text; default: the space's REFERENCE init (M / R)
+    init: str | None = None  # structure text; default: the space's published init (M / R)
     population: int = 64
     iterations: int = 1000
     resolution: int = 48
