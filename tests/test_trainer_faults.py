@@ -293,6 +293,8 @@ def test_skipped_summary_names_the_commonest_reasons_first():
 
 
 TRAIN = ["train", "--model", "vgg-fer-s", "--dataset", "fer2013", "--data", "x.csv", "--out", "r"]
+EXPORT = ["export", "m.pt", "--out", "p", "--dataset", "fer2013", "--data", "x"]
+ENSEMBLE = ["ensemble", "m.pt", "--dataset", "fer2013", "--data", "x"]
 
 
 @pytest.mark.parametrize(
@@ -306,6 +308,8 @@ TRAIN = ["train", "--model", "vgg-fer-s", "--dataset", "fer2013", "--data", "x.c
         (["throughput", "--batch-size", "0"], "--batch-size"),
         (["search", "--method", "sgas", "--out", "s", "--batch-size", "0"], "--batch-size"),
         (["evaluate", "m", "--dataset", "fer2013", "--data", "x", "--threads", "-3"], "--threads"),
+        ([*EXPORT, "--int8-tolerance", "-1"], "--int8-tolerance"),
+        ([*ENSEMBLE, "--int8-tolerance", "nan"], "--int8-tolerance"),
     ],
 )
 def test_bad_numbers_are_refused_naming_the_flag(argv, flag, capsys):

@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainer.flags import int_at_least, key_value, non_negative_int, positive_int
+from fer_core.zoo import INT8_TOLERANCE
+from trainer.flags import (
+    int_at_least,
+    key_value,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -658,6 +665,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="package name (default: the folder's name)")
     _data_flags(p)
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip model.int8.onnx")
+    _int8_tolerance_flag(p)
     p.add_argument(
         "--torch-weights",
         action="store_true",
@@ -698,11 +706,28 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _int8_tolerance_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--int8-tolerance",
+        type=non_negative_float,
+        default=INT8_TOLERANCE,
+        metavar="POINTS",
+        help="model.int8.onnx ships only if its validation top-1 is within this many points of "
+        f"fp32's and it is faster a face (default {INT8_TOLERANCE}); otherwise the card records "
+        "its figures and why it was left out",
+    )
+
+
 def _print_package(result) -> None:
     """What an exported package scored, as its card records it."""
     print(f"wrote {result.path}: fp32 parity max |diff| {result.parity.max_abs_diff:.2e}")
     for key, m in result.card["metrics"].items():
         print(f"  {key:<24} top-1 {100 * m['top1']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%")
+    if result.int8_agreement is not None:
+        int8 = result.card["extra"]["int8"]
+        print(
+            f"  int8 top-1 agreement with fp32: {100 * result.int8_agreement:.2f}%; {int8['why']}"
+        )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -720,6 +745,7 @@ def _export(args: argparse.Namespace) -> int:
         dataset,
         name=args.name,
         int8=args.int8,
+        int8_tolerance=args.int8_tolerance,
         calibration_images=args.calibration_images,
         threads=args.threads,
         tta=args.tta,
@@ -728,8 +754,6 @@ def _export(args: argparse.Namespace) -> int:
         kfold=args.kfold,
     )
     _print_package(result)
-    if result.int8_agreement is not None:
-        print(f"  int8 top-1 agreement with fp32: {100 * result.int8_agreement:.2f}%")
     if args.default:
         (Path(args.out).parent / DEFAULT_FILE).write_text(Path(args.out).name + "\n")
     return 0
@@ -863,6 +887,7 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="write the ensemble as one model package in this folder")
     p.add_argument("--name", help="package name (default: the folder's name)")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx")
+    _int8_tolerance_flag(p)
     p.add_argument("--report", help="folder for ensemble.json and the confusion PNGs")
     p.add_argument(
         "--threads", type=non_negative_int, default=0, help="CPU threads (0: library default)"
@@ -904,6 +929,7 @@ def _ensemble(args: argparse.Namespace) -> int:
             dataset,
             name=args.name,
             int8=args.int8,
+            int8_tolerance=args.int8_tolerance,
             threads=args.threads,
             command=args.command,
         )

@@ -9,23 +9,29 @@ from collections.abc import Callable
 from typing import Any
 
 
-def int_at_least(low: int, expected: str) -> Callable[[str], int]:
-    """An argparse type for integers ≥ `low`; argparse names the flag in its message."""
+def at_least(kind: type, low: float, expected: str) -> Callable[[str], Any]:
+    """An argparse type for `kind` numbers ≥ `low` (NaN is not); argparse names the flag in its
+    message."""
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            value = low - 1
-        if value < low:
+            value = None
+        if value is None or not value >= low:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
     return parse
 
 
+def int_at_least(low: int, expected: str) -> Callable[[str], int]:
+    return at_least(int, low, expected)
+
+
 positive_int = int_at_least(1, "a positive integer")
 non_negative_int = int_at_least(0, "an integer ≥ 0")
+non_negative_float = at_least(float, 0.0, "a number ≥ 0")
 
 
 def key_value(text: str) -> tuple[str, Any]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_core.zoo import CARD, FILES, FORMAT, PackageError
+from fer_core.zoo import CARD, FILES, FORMAT, INT8_TOLERANCE, PackageError
 from trainer.engine.checkpoint import Checkpoint
 from trainer.engine.views import inputs
 from trainer.files import atomic_write
@@ -156,6 +156,7 @@ def export_package(
     *,
     name: str | None = None,
     int8: bool = True,
+    int8_tolerance: float = INT8_TOLERANCE,
     calibration_images: int = 512,
     threads: int = 0,
     tta: str | None = None,
@@ -189,6 +190,7 @@ def export_package(
         out,
         dataset,
         int8=int8,
+        int8_tolerance=int8_tolerance,
         calibration_images=calibration_images,
         threads=threads,
         pictures=[curves] if curves.is_file() else [],
@@ -223,9 +225,11 @@ def write_package(
     torch_weights: bool = False,
     transfer: list = (),
     extra: dict | None = None,
+    int8_tolerance: float = INT8_TOLERANCE,
 ) -> PackageResult:
     """Write a model package for `model` fed as `view`: model.onnx (checked against torch on
-    real validation images), model.int8.onnx (calibrated on training images), model.pt with
+    real validation images), model.int8.onnx (calibrated on training images; shipped only where
+    `judge_int8` passes it, else measured, recorded in the card and left out), model.pt with
     `torch_weights` (see `save_torch_weights`), card.json with the package's own metrics on the
     validation and test splits as onnxruntime measures them, and the pictures (confusion
     matrices, plus `pictures`). The package is assembled in a temporary folder beside `out` and
@@ -267,6 +271,19 @@ def write_package(
             "how": "onnxruntime CPU, one face as the app classifies it (normalisation and "
             f"the card's {card['tta']!r} test-time views), median after warm-up, at export",
         }
+        if int8:
+            choose = f"{dataset.name}/{dataset.key(dataset.val or dataset.test)}"
+            verdict = judge_int8(
+                card["metrics"][choose]["top1"],
+                card["metrics"][f"{choose}/int8"]["top1"],
+                card["extra"]["latency_ms"]["fp32"],
+                card["extra"]["latency_ms"]["int8"],
+                int8_tolerance,
+                choose,
+            )
+            card["extra"]["int8"].update(shipped=verdict.ships, why=verdict.why)
+            if not verdict.ships:
+                _withdraw_int8(staging, card)
         for picture in pictures:
             shutil.copyfile(picture, staging / picture.name)
         _write_card(staging, card)
@@ -362,7 +379,7 @@ def _write_models(model, view, dataset, staging: Path, int8: bool, calibration_i
         train_images, _ = split_images(dataset, dataset.train, view)
         pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))
         chosen = inputs(view, train_images[pick[:calibration_images]])[0].numpy()
-        batches = list(np.split(chosen, max(1, len(chosen) // 32)))
+        batches = [chosen[i : i + 32] for i in range(0, len(chosen), 32)]  # any count
         files.append(quantize_int8(fp32, staging / FILES["int8"], batches))
     return files, parity
 
@@ -530,6 +547,53 @@ def kfold_summary(path: str | Path) -> dict:
             f"with folds.json beside it ({e})"
         ) from None
     return summary
+
+
+@dataclass(frozen=True)
+class Int8Verdict:
+    ships: bool
+    why: str
+
+
+def judge_int8(
+    fp32_top1: float,
+    int8_top1: float,
+    fp32_ms: float,
+    int8_ms: float,
+    tolerance: float = INT8_TOLERANCE,
+    split: str = "validation",
+) -> Int8Verdict:
+    """Whether model.int8.onnx ships: where it keeps within `tolerance` points of fp32's top-1
+    on the split models are chosen on, and is faster a face, its only purpose. The app runs
+    int8 wherever a package has it, so a slower or less accurate int8 must not be there: on
+    depthwise and attention-heavy nets onnxruntime's int8 can be both."""
+    loss = 100 * (fp32_top1 - int8_top1)
+    if loss > tolerance:
+        return Int8Verdict(
+            False,
+            f"left out: it loses {loss:.2f} points of top-1 on {split} (more than {tolerance:g})",
+        )
+    if int8_ms >= fp32_ms:
+        return Int8Verdict(
+            False, f"left out: {int8_ms:.2f} ms a face, no faster than fp32's {fp32_ms:.2f} ms"
+        )
+    return Int8Verdict(
+        True,
+        f"within {tolerance:g} points of fp32 on {split} ({-loss:+.2f}) and "
+        f"{fp32_ms / int8_ms:.1f}× faster a face",
+    )
+
+
+def _withdraw_int8(staging: Path, card: dict) -> None:
+    """Take a judged-out int8 model out of the package; its figures stay in `extra.int8`."""
+    (staging / FILES["int8"]).unlink()
+    del card["sha256"][FILES["int8"]]
+    measured = {
+        k: card["metrics"].pop(k)["top1"] for k in list(card["metrics"]) if k.endswith("/int8")
+    }
+    card["extra"]["int8"]["top1_measured"] = measured
+    card["extra"]["int8"]["latency_ms_measured"] = card["extra"]["latency_ms"]["int8"]
+    card["extra"]["latency_ms"]["int8"] = None
 
 
 def _int8_agreement(staging: Path, dataset, view, threads: int) -> float:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fer_core.zoo import INT8_TOLERANCE
 from trainer.data.labels import canonical, index_map
 from trainer.engine.metrics import compute
 from trainer.engine.views import View, inputs
@@ -288,6 +289,7 @@ def export_ensemble(
     *,
     name: str | None = None,
     int8: bool = False,
+    int8_tolerance: float = INT8_TOLERANCE,
     threads: int = 0,
     command: str = "",
 ):
@@ -318,4 +320,6 @@ def export_ensemble(
             "seed": None,
         },
     )
-    return write_package(net, view, identity, out, dataset, int8=int8, threads=threads)
+    return write_package(
+        net, view, identity, out, dataset, int8=int8, int8_tolerance=int8_tolerance, threads=threads
+    )
