@@ -14,6 +14,7 @@ from pathlib import Path
 from app.display import forget_opencv_qt
 from app.display import problem as display_problem
 from fer_core.capture import SourceError, list_cameras, open_source
+from fer_core.zoo import PackageError, load_package
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -27,7 +28,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--source", help="a video file, a folder of images, a camera index, or 'demo'")
-    p.add_argument("--model", help="model package name or folder (default: the last one used)")
+    p.add_argument(
+        "--model",
+        help="a model package's name, or its folder anywhere, e.g. one just exported "
+        "(default: the last one used)",
+    )
     p.add_argument("--settings", help="an INI file to keep the settings in (default: the user's)")
     p.add_argument("--frames", type=int, help="close after this many frames are shown")
     p.add_argument("--screenshot", help="with --frames: save the window to this PNG first")
@@ -56,11 +61,21 @@ def check_source(spec: str) -> str | None:
     return None
 
 
+def check_model(spec: str) -> str | None:
+    """An error message for a `--model` that names no usable package, else None."""
+    try:
+        load_package(spec)
+    except PackageError as error:
+        return f"--model {spec}: {error}"
+    return None
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    if args.source and (problem := check_source(args.source)):
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+    for given, check in ((args.source, check_source), (args.model, check_model)):
+        if given and (problem := check(given)):
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     if args.screenshot and not args.frames:
         print("error: --screenshot needs --frames N (when to take it)", file=sys.stderr)
         return 2

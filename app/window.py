@@ -44,7 +44,7 @@ from fer_core.recording import write_png
 from fer_core.results import FaceResult
 from fer_core.timeline import Timeline
 from fer_core.track import SMOOTHERS, TrackerOptions
-from fer_core.zoo import DEFAULT_FILE, MODELS_DIR, usable_packages
+from fer_core.zoo import DEFAULT_FILE, MODELS_DIR, load_package, usable_packages
 
 DEMO = "demo"
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v);;All files (*)"
@@ -78,8 +78,6 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("FER desktop")
         self.store = store
         self.settings = AppSettings.load(store)
-        if model:
-            self.settings.model = model
         self.cameras = cameras or []
         self.timeline: Timeline | None = None
         self.selected_id: int | None = None
@@ -96,6 +94,11 @@ class MainWindow(QMainWindow):
         self.on_frame: Callable[[int], None] | None = None  # tests and --frames hook here
 
         packages, self.skipped_packages = usable_packages(models_dir)
+        # `model`: a name, or a package folder anywhere (one just exported): it joins the list
+        if model:
+            chosen = load_package(model, models_dir)
+            packages = [p for p in packages if p.name != chosen.name] + [chosen]
+            self.settings.model = chosen.name
         self.packages = {package.name: package for package in packages}
         # made first: building the controls already sends it their initial state
         self.pipeline = Pipeline(
@@ -146,13 +149,16 @@ class MainWindow(QMainWindow):
         frame.setStyleSheet("QFrame { background: #5a4a14; } QLabel { color: white; }")
         text = QLabel()
         text.setWordWrap(True)
-        layout = QHBoxLayout(frame)
-        layout.addWidget(text, 1)
+        layout = QVBoxLayout(frame)
+        layout.addWidget(text)  # the whole width: beside the buttons it wrapped a word a line
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
         for caption, slot in (("Open video…", self.open_video), ("Open folder…", self.open_folder),
                               ("Dismiss", lambda: frame.hide())):  # fmt: skip
             button = QPushButton(caption)
             button.clicked.connect(slot)
-            layout.addWidget(button)
+            buttons.addWidget(button)
+        layout.addLayout(buttons)
         frame.hide()
         return frame, text
 

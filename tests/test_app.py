@@ -6,6 +6,7 @@ One test runs the whole app under Xvfb and keeps its screenshot in the test's fo
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -363,6 +364,30 @@ def test_qt_bindings_keep_reference_counts(qapp):
         emitter.fired.emit()
     assert abs(sys.getrefcount(None) - nones) < 50
     assert abs(sys.getrefcount(True) - trues) < 50
+
+
+def test_a_package_folder_from_elsewhere_joins_the_list_and_runs(qtbot, store, face_video,
+                                                                  tmp_path):  # fmt: skip
+    """`--model runs/my-export`: a package just exported, outside assets/models."""
+    folder = shutil.copytree(default_package().path, tmp_path / "exports" / "mine")
+    card = json.loads((folder / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**card, "name": "my-export"}))
+    window = MainWindow(store, str(face_video), cameras=[], model=str(folder))
+    qtbot.addWidget(window)
+    try:
+        assert window.model_box.currentData() == "my-export"
+        assert window.model_box.findData(default_package().name) >= 0  # the installed stay
+        assert window.recognizer_options().model == folder
+        assert wait_frames(qtbot, window, 3).result.faces
+    finally:
+        window.close()
+
+
+def test_a_model_that_is_no_package_ends_the_launch_with_one_line(tmp_path, capsys):
+    assert launch_main(["--model", str(tmp_path / "nothing"), "--frames", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --model {tmp_path / 'nothing'}: ")
+    assert "not a model package" in err[0]
 
 
 def test_a_bad_package_or_a_missing_default_is_skipped_and_said(qtbot, store, face_video,
