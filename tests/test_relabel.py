@@ -134,6 +134,26 @@ def test_relabel_fine_tune_logs_flips(tiny_run, tiny_fer2013, tmp_path):
     assert state.callbacks["relabel"]["rule"]["relabel_threshold"] == 0.9
 
 
+def test_the_control_is_the_same_fine_tune_without_the_rule(tiny_run, tiny_fer2013, tmp_path):
+    """`relabel --no-relabel` against `relabel --no-fes` (which flips most labels at τ_r 0.9):
+    the first epoch, before the rule starts, is the same to the last digit; then they part."""
+    run, _ = tiny_run
+    tiny = ["--epochs", "2", "--batch-size", "32", "--relabel-threshold", "0.9", "--lr", "0.01"]
+    rows = {}
+    for name, rule in (("relabel", "--no-fes"), ("control", "--no-relabel")):
+        out = tmp_path / name
+        flags = ["--dataset", "fer2013", "--data", str(tiny_fer2013), "--out", str(out)]
+        assert main(["relabel", str(run / "last.pt"), *flags, rule, *tiny]) == 0
+        rows[name] = list(csv.DictReader((out / "metrics.csv").open()))
+    assert not (tmp_path / "control" / "flips.csv").exists()
+    state = checkpoint.load(tmp_path / "control" / "last.pt")
+    assert state.recipe.name == "relabel-control" and "relabel" not in state.callbacks
+    first = [{k: v for k, v in r[0].items() if k not in ("images_per_s", "seconds")}
+             for r in rows.values()]  # fmt: skip
+    assert first[0] == first[1]
+    assert rows["relabel"][1]["train_loss"] != rows["control"][1]["train_loss"]
+
+
 def test_relabel_refuses_mixup(tiny_run, tiny_fer2013, tmp_path, capsys):
     run, _ = tiny_run
     flags = ["--dataset", "fer2013", "--data", str(tiny_fer2013), "--out", str(tmp_path / "r")]

@@ -817,6 +817,12 @@ def _relabel_args(p: argparse.ArgumentParser) -> None:
     which.add_argument(
         "--no-fes", action="store_true", help="softmax only: flip whenever p[k] − p[y] < τ_r"
     )
+    which.add_argument(
+        "--no-relabel",
+        action="store_true",
+        help="the control: the same fine-tune (recipe, seed, batches) with the rule off, to "
+        "measure the relabel effect against",
+    )
     p.add_argument("--relabel-threshold", type=float, default=0.2, help="τ_r (default 0.2)")
     p.add_argument("--fes-threshold", type=float, default=0.03, help="τ_f (default 0.03)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -856,10 +862,12 @@ def _relabel(args: argparse.Namespace) -> int:
         precision=args.precision,
         callbacks=standard_callbacks(args.teacher, snapshots=False),
         dataset=_read_dataset(args),
+        control=args.no_relabel,
     )
+    flips = "" if args.no_relabel else f"; flips in {result.out / 'flips.csv'}"
     print(
         f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
-        f" of {result.epochs}; flips in {result.out / 'flips.csv'}"
+        f" of {result.epochs}{flips}"
     )
     return 0
 

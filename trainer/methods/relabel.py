@@ -18,6 +18,10 @@ snapshot recipe's learning rate at the snapshot's epoch (the Auto-FERNet code's 
 600-epoch cosine schedule at epoch 117; its README says 0.001); no mixup (the rule needs hard
 labels); and drop-path continuing the snapshot run's ramp (the code hard-codes
 0.2·(epoch+115)/600).
+
+Its control (`control=True`, `relabel --no-relabel`) is the same fine-tune with the rule off: the
+same recipe, seed, batches and augmentation, so the two runs differ by the relabeling alone
+(their first epochs, before the rule starts, are identical).
 """
 
 from __future__ import annotations
@@ -221,8 +225,11 @@ class Snapshots(Callback):
 # ------------------------------------------------------------------------------ the command
 
 
-def relabel_recipe(snapshot: Checkpoint, epochs: int = 100, lr: float | None = None) -> Recipe:
-    """The snapshot run's recipe, continued as relabel training (see the module docstring)."""
+def relabel_recipe(
+    snapshot: Checkpoint, epochs: int = 100, lr: float | None = None, control: bool = False
+) -> Recipe:
+    """The snapshot run's recipe, continued as relabel training (see the module docstring), or
+    as its control."""
     base = snapshot.recipe
     done = snapshot.epoch + 1
     if lr is None:
@@ -233,9 +240,12 @@ def relabel_recipe(snapshot: Checkpoint, epochs: int = 100, lr: float | None = N
                 f"{base.epochs}): start from a snapshot taken mid-run (snapshot-85.pt), or set "
                 "--lr"
             )
+    what = (
+        "the relabel fine-tune with the rule off (its control)" if control else "relabel training"
+    )
     return base.override(
-        name="relabel",
-        description=f"relabel training from a {base.name} snapshot at epoch {done} "
+        name="relabel-control" if control else "relabel",
+        description=f"{what} from a {base.name} snapshot at epoch {done} "
         "(Auto-FERNet): the snapshot's recipe, cosine without warm-up, no mixup, "
         "drop-path continuing the snapshot run's ramp",
         epochs=epochs,
@@ -287,13 +297,15 @@ def relabel(
     precision: str = "auto",
     callbacks: Sequence[Callback] = (),
     dataset: Dataset | None = None,
+    control: bool = False,
 ):
-    """Fine-tune `snapshot` with the relabel rule; returns the TrainResult (flip statistics
-    in the run folder). `callbacks` run beside the rule (curves, distillation)."""
+    """Fine-tune `snapshot` with the relabel rule, or with the rule off (`control`); returns the
+    TrainResult (flip statistics in the run folder). `callbacks` run beside the rule (curves,
+    distillation)."""
     from trainer.engine.loop import TrainConfig, train
 
     state = checkpoint.load(snapshot)
-    recipe = relabel_recipe(state, epochs, lr).override(**(overrides or {}))
+    recipe = relabel_recipe(state, epochs, lr, control).override(**(overrides or {}))
     if recipe.mixup:
         raise ValueError("relabel training needs hard labels: mixup must be 0")
     rule = rule_for(list(state.labels), fes_path, relabel_threshold, fes_threshold)
@@ -310,5 +322,5 @@ def relabel(
         init=str(snapshot),
         precision=precision,
     )
-    relabeling = [Relabel(rule, list(state.labels)), *callbacks]
-    return train(config, relabeling, resume=resume, dataset=dataset)
+    relabeling = [] if control else [Relabel(rule, list(state.labels))]
+    return train(config, [*relabeling, *callbacks], resume=resume, dataset=dataset)
