@@ -445,11 +445,16 @@ def _train(args: argparse.Namespace) -> int:
         extra = _read_source(text, "--add-data", args.skip_bad)
         dataset = add_training(dataset, extra, args.add_repeat)
     result = train(config, callbacks, resume=args.resume, dataset=dataset)
+    _print_best(result, f"checkpoints in {result.out}")
+    return 0
+
+
+def _print_best(result, where: str) -> None:
+    """A finished run in one line: its best validation epoch, and where to look."""
     print(
         f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
-        f" of {result.epochs}; checkpoints in {result.out}"
+        f" of {result.epochs}; {where}"
     )
-    return 0
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -865,10 +870,7 @@ def _relabel(args: argparse.Namespace) -> int:
         control=args.no_relabel,
     )
     flips = "" if args.no_relabel else f"; flips in {result.out / 'flips.csv'}"
-    print(
-        f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
-        f" of {result.epochs}{flips}"
-    )
+    _print_best(result, f"checkpoints in {result.out}{flips}")
     return 0
 
 
