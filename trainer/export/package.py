@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import logging
 import os
 import signal
 import threading
@@ -129,6 +130,8 @@ def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> Path:
             return None if batch is None else {"image": batch}
 
     prepared = out.with_name(f".{out.name}.pre.onnx")
+    quiet = _PerTensorFallback()
+    logging.getLogger().addFilter(quiet)
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
@@ -145,8 +148,18 @@ def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> Path:
             nodes_to_exclude=first,
         )
     finally:
+        logging.getLogger().removeFilter(quiet)
         prepared.unlink(missing_ok=True)
     return out
+
+
+class _PerTensorFallback(logging.Filter):
+    """onnxruntime warns once per use of every rank-1 constant (Shuffle Attention's gate
+    parameters) that it quantizes per tensor rather than per channel, as it should: dozens of
+    lines that buried an export's own output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
 
 
 def export_package(
