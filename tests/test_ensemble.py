@@ -118,3 +118,26 @@ def test_exported_graph_reproduces_each_members_own_view(tiny_run, tiny_fer2013,
     assert package.parity.max_abs_diff <= 1e-4
     scored = evaluate(load_predictor(tmp_path / "ens"), dataset, "test").metrics
     assert scored.confusion == result.test.metrics.confusion
+
+
+def test_tta_gives_every_member_the_same_views_in_scoring_and_in_the_package(
+    tiny_run, tiny_fer2013, tmp_path
+):
+    """`--tta tencrop` overrides each member's own views: the candidates are scored in ten
+    crops (as `evaluate --tta tencrop` scores the member alone) and the package holds them."""
+    from trainer.methods.ensemble import ensemble, export_ensemble
+
+    run, _ = tiny_run
+    members = [run / "last.pt", run / "best.pt"]
+    assert checkpoint.load(members[0]).view.tta != "tencrop"
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    result = ensemble(members, dataset, select="all", tta="tencrop")
+    alone = evaluate(load_predictor(members[0]), dataset, "test", tta="tencrop").metrics
+    assert result.candidates[0].test_top1 == pytest.approx(alone.top1)
+    assert {c.view.tta for c in result.candidates} == {"tencrop"}
+    assert result.test.tta == "tencrop"
+    package = export_ensemble(result, members, tmp_path / "ens", dataset)
+    views = [m["view"]["tta"] for m in package.card["architecture"]["ensemble"]]
+    assert views == ["tencrop", "tencrop"]
+    scored = evaluate(load_predictor(tmp_path / "ens"), dataset, "test").metrics
+    assert scored.confusion == result.test.metrics.confusion

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fer_core.view import TTA
 from fer_core.zoo import INT8_TOLERANCE
 from trainer.flags import (
     int_at_least,
@@ -469,7 +470,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tta",
-        choices=("none", "flip", "tencrop"),
+        choices=TTA,
         help="test-time augmentation (default: what the model was validated with)",
     )
     p.add_argument("--int8", action="store_true", help="run the package's model.int8.onnx")
@@ -678,7 +679,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tta",
-        choices=("none", "flip", "tencrop"),
+        choices=TTA,
         help="test-time augmentation the card prescribes (default: the training recipe's); "
         "choose it on the validation split",
     )
@@ -894,6 +895,12 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-members", type=non_negative_int, default=0, help="at most this many (0: no limit)"
     )
+    p.add_argument(
+        "--tta",
+        choices=TTA,
+        help="every member's test-time views, in scoring and in the package (default: each "
+        "member's own, from its card or checkpoint); choose it on the validation split",
+    )
     p.add_argument("--out", help="write the ensemble as one model package in this folder")
     p.add_argument("--name", help="package name (default: the folder's name)")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx")
@@ -921,6 +928,7 @@ def _ensemble(args: argparse.Namespace) -> int:
         mode=args.combine,
         select=args.select,
         max_members=args.max_members,
+        tta=args.tta,
         threads=args.threads,
     )
     print(result.report())

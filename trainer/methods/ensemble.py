@@ -2,8 +2,9 @@
 
 Members are trainer checkpoints or model packages, of any family, depth or input view; their
 outputs are mapped to one label order by name. Each member is run on the validation and test
-splits once, in its own view (size, channels, crop, normalisation, test-time augmentation), and
-the ensemble is the mean of the members' logits (`combine="logits"`, as Auto-FERNet) or of their
+splits once, in its own view (size, channels, crop, normalisation, test-time augmentation; `tta`
+gives every member the same test-time views instead, e.g. ten crops for an ensemble that has
+the time), and the ensemble is the mean of the members' logits (`combine="logits"`, as Auto-FERNet) or of their
 softmax probabilities (`combine="probs"`). Members are chosen on the validation split only
 (greedy forward selection, or all of them); the test split is only reported. The Auto-FERNet
 ensemble chose its checkpoints on PrivateTest and its validation loop kept only the last model:
@@ -18,7 +19,7 @@ weights: a trainer checkpoint, or a package exported with `--torch-weights`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,11 +152,13 @@ def ensemble(
     mode: str = "logits",
     select: str = "greedy",
     max_members: int = 0,
+    tta: str | None = None,
     threads: int = 0,
     device: str = "cpu",
 ) -> EnsembleResult:
-    """Score every member on the validation and test splits, choose on validation, and
-    evaluate the chosen ensemble on both (metrics as `evaluate` gives them)."""
+    """Score every member on the validation and test splits (in its own test-time views, or
+    in `tta`'s), choose on validation, and evaluate the chosen ensemble on both (metrics as
+    `evaluate` gives them)."""
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two members")
     if not dataset.val or not dataset.test:
@@ -169,7 +172,7 @@ def ensemble(
                 "ensemble members need the same classes"
             )
     runs = {
-        split: [predict(p, dataset, split) for p in predictors]
+        split: [predict(p, dataset, split, tta) for p in predictors]
         for split in (dataset.val, dataset.test)
     }
     aligned = {
@@ -182,7 +185,7 @@ def ensemble(
             source=p.source,
             backend=p.backend,
             labels=list(p.labels),
-            view=p.view,
+            view=replace(p.view, tta=tta) if tta else p.view,
             val_top1=top1(aligned[dataset.val][i], targets[dataset.val]),
             test_top1=top1(aligned[dataset.test][i], targets[dataset.test]),
         )
@@ -202,7 +205,7 @@ def ensemble(
             precision="fp32",
             dataset=dataset.name,
             split=first.split,
-            tta="each member's own",
+            tta=tta or "each member's own",
             left_out=first.left_out,
             seconds=sum(runs[split][i].seconds for i in chosen),
             metrics=compute(logits, targets[split], labels),
@@ -300,7 +303,8 @@ def export_ensemble(
 
     parts, archs = [], []
     for i in result.chosen:
-        model, view, labels, arch = torch_member(members[i])
+        model, _, labels, arch = torch_member(members[i])
+        view = result.candidates[i].view  # the views it was scored in
         parts.append((model, view, index_map(tuple(result.labels), tuple(labels))))
         archs.append({"source": str(members[i]), "arch": arch, "view": view.to_dict()})
     net = EnsembleNet(parts, result.combine).eval()
