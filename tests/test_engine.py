@@ -76,6 +76,51 @@ def test_distillation_term_is_zero_when_student_matches_teacher():
     assert float(d.extra_loss(batch, logits)) > 0.1
 
 
+def test_stored_teacher_views_score_each_face_once_as_evaluate_would(
+    tiny_run, tiny_fer2013, tmp_path
+):
+    """`kd_views="stored"`: the teacher scores every training face once, in the student's
+    unaugmented view (cpu-fast's 40 crop of 48, the teacher's own mirror view), which is what
+    `predict` gives for the training split; each step looks its rows up by position."""
+    from trainer.data import read_dataset
+    from trainer.engine.loop import Run, TrainConfig
+    from trainer.engine.step import Batch
+    from trainer.evaluation.evaluate import load_predictor, predict
+    from trainer.methods.distill import Distill
+
+    torch.set_num_threads(1)
+    teacher = tiny_run[0] / "best.pt"
+    recipe = tiny_recipe(epochs=1, kd_views="stored")
+    config = TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(tmp_path / "s"), recipe)
+    distill = Distill([str(teacher)])
+    Run(config, [distill]).fit()
+    assert checkpoint.load(tmp_path / "s" / "last.pt").recipe.kd_views == "stored"
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    expected = predict(load_predictor(teacher), dataset, "train").logits
+    assert torch.allclose(distill.stored, torch.as_tensor(expected), atol=1e-4)
+    index = torch.tensor([4, 0, 4])
+    batch = Batch(torch.zeros(3, 1, 40, 40), torch.zeros(3, 1, 40, 40), index, None, index, 0)
+    distill.on_batch(None, batch)
+    assert torch.equal(batch.extras["teacher"], distill.stored[index])
+
+
+@pytest.mark.parametrize(
+    ("given", "refused"),
+    [
+        (["--kd-views", "cached"], "--kd-views: invalid choice: 'cached'"),
+        (["--mixup", "0.2"], "mixup"),
+    ],
+)
+def test_stored_teacher_views_refuse_what_they_cannot_follow(
+    tiny_run, flags, tmp_path, capsys, given, refused
+):
+    argv = ["train", "--model", "vgg-fer-s", *flags, *TINY, "--epochs", "1", "--kd-views", "stored"]
+    teacher = ["--teacher", str(tiny_run[0] / "best.pt")]
+    assert main([*argv, *given, *teacher, "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert refused in err and len(err.splitlines()) == 1
+
+
 def test_a_teacher_must_know_every_class(tiny_run, flags, tmp_path, capsys):
     teacher = checkpoint.load(tiny_run[0] / "best.pt")
     teacher.labels = [*teacher.labels[:6], "contempt"]
@@ -129,3 +174,10 @@ def test_a_non_finite_loss_stops_the_run(flags, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "the training loss became" in err and "lower --lr" in err
     assert not (out / "best.pt").exists()
+
+
+def test_a_recipe_refuses_a_text_field_it_does_not_know():
+    from trainer.engine.recipes import get_recipe
+
+    with pytest.raises(ValueError, match="--schedule 'linear': expected one of cosine, "):
+        get_recipe("cpu-fast").override(schedule="linear")

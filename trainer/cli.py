@@ -216,7 +216,7 @@ def _recipe_flags(p: argparse.ArgumentParser) -> None:
     unset flags keep the recipe's value."""
     import typing
 
-    from trainer.engine.recipes import Recipe
+    from trainer.engine.recipes import CHOICES, Recipe
 
     group = p.add_argument_group("recipe overrides (default: the recipe's value)")
     for name, hint in typing.get_type_hints(Recipe).items():
@@ -230,7 +230,9 @@ def _recipe_flags(p: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), default=None)
         else:
             kind = RECIPE_INTS.get(name, non_negative_int) if kind is int else kind
-            group.add_argument(flag, type=kind, default=None, metavar=name.upper())
+            choices = CHOICES.get(name)
+            metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
+            group.add_argument(flag, type=kind, default=None, choices=choices, metavar=metavar)
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:

@@ -241,14 +241,14 @@ class Run:
     def fit(self) -> TrainResult:
         with claim_run_dir(self.out, resume=self.resume):
             self._setup()
+            for cb in self.callbacks:
+                cb.on_fit_start(self)  # may refuse the run: before it is announced
             print(
                 f"training {self.arch['model']} on {self.data_record.name}: "
                 f"{len(self.train_data)} images, {self.precision.describe()}, "
                 f"epochs {self.start_epoch + 1}–{self.recipe.epochs}",
                 file=sys.stderr,
             )
-            for cb in self.callbacks:
-                cb.on_fit_start(self)
             for epoch in range(self.start_epoch, self.recipe.epochs):
                 row, val = self.epoch(epoch)
                 self.save(epoch, row, val)

@@ -7,6 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from fer_core.view import TTA
+
+# the values a recipe's text fields take (also the choices of their flags)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("sgd", "adam", "sam-adam"),
+    "schedule": ("cosine", "exponential", "plateau", "constant"),
+    "eval_tta": TTA,
+    "kd_views": ("batch", "stored"),
+}
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -15,12 +25,12 @@ class Recipe:
     epochs: int
     batch_size: int
     lr: float
-    optimizer: str = "sgd"  # sgd | adam | sam-adam
+    optimizer: str = "sgd"
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
     decay_norm_and_bias: bool = True  # False: weight decay on conv / linear weights only
-    schedule: str = "cosine"  # cosine | exponential | plateau | constant
+    schedule: str = "cosine"
     warmup_epochs: float = 0.0
     gamma: float = 0.98  # exponential: lr × gamma per epoch
     plateau_factor: float = 0.75  # plateau: on validation top-1
@@ -42,7 +52,7 @@ class Recipe:
     train_crop: float = 1.0
     eval_size: int = 0
     eval_crop: float = 1.0
-    eval_tta: str = "none"  # none | flip | tencrop
+    eval_tta: str = "none"
     tencrop_train: bool = False  # VGG: all ten crops of each image are fed, label repeated
     zoom: tuple[float, float] = (1.0, 1.0)
     shift: float = 0.0
@@ -58,8 +68,19 @@ class Recipe:
     lighting: float = 0.0  # PCA lighting σ (RGB models)
     kd_temperature: float = 4.0  # distillation (`--teacher`): softening of both distributions
     kd_weight: float = 1.0  # distillation: weight of the T²-scaled KL term beside the CE
+    # distillation: what the teachers see, "batch" (each augmented batch, every step) or
+    # "stored" (each stored face once, unaugmented, before training: no teacher cost per step)
+    kd_views: str = "batch"
     channels_last: bool = False  # (always on with CPU bf16, see `trainer.engine.step`)
     amp: bool = True  # bf16 autocast on CUDA (on CPUs: where native, see `--precision`)
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{flag} {getattr(self, name)!r}: expected one of {', '.join(allowed)}"
+                )
 
     def drop_path_at(self, epoch: int) -> float:
         return self.drop_path * (self.drop_path_from + epoch) / (self.drop_path_over or self.epochs)

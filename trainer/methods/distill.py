@@ -11,10 +11,19 @@ another order serves as long as it knows every class of the student. The loss ga
     weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))
 
 beside the cross-entropy; T (`kd_temperature`) and the weight (`kd_weight`) are recipe fields.
+
+What the teachers see is the recipe's `kd_views`. "batch" is the above: consistent teaching
+(Beyer et al., "Knowledge distillation: A good teacher is patient and consistent"), at the
+teachers' cost every step, several times the student's for a small student. "stored" scores
+each stored training face once before training, in the student's view without augmentation,
+and each step looks its row up: the teachers then cost nothing per step, which is what makes an
+ensemble affordable as a teacher on a CPU, but their targets no longer follow the batch's
+shifts, rotations and erasing (mixup, which blends two faces, is refused).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +33,7 @@ from torch import nn
 
 from trainer.data.labels import canonical
 from trainer.engine import checkpoint
+from trainer.engine.augment import center
 from trainer.engine.callbacks import Callback
 from trainer.engine.step import Batch
 from trainer.engine.views import View, mirrored, normalize
@@ -76,19 +86,47 @@ class Distill(Callback):
         self.sources = [str(s) for s in sources]
         self.teachers: list[Teacher] = []
         self.temperature, self.weight = 4.0, 1.0
+        self.stored: torch.Tensor | None = None  # N × classes, with kd_views "stored"
 
     def on_fit_start(self, run) -> None:
-        self.temperature, self.weight = run.recipe.kd_temperature, run.recipe.kd_weight
+        recipe = run.recipe
+        self.temperature, self.weight = recipe.kd_temperature, recipe.kd_weight
         if self.temperature <= 0:
             raise ValueError(f"--kd-temperature {self.temperature}: expected > 0")
+        if recipe.kd_views == "stored" and recipe.mixup:
+            raise ValueError(
+                "--kd-views stored: a stored face's teacher logits cannot follow mixup's blend of "
+                "two faces; give --mixup 0, or --kd-views batch"
+            )
         self.teachers = [load_teacher(s, run.labels, run.device) for s in self.sources]
         for t in self.teachers:
             run.precision.model(t.model)
+        self.stored = self._score_stored(run) if recipe.kd_views == "stored" else None
+
+    def _logits(self, run, x01: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), run.precision.autocast(run.device):
+            logits = [t.logits(x01, run.precision.channels_last) for t in self.teachers]
+        return torch.stack(logits).float().mean(0)
+
+    def _score_stored(self, run) -> torch.Tensor:
+        """The teachers' logits of every training face, as the student's view frames it
+        before augmentation (its crop at zoom 1, centred, not mirrored)."""
+        from tqdm import tqdm
+
+        data, size, crop = run.train_data, run.augment.size, run.augment.crop
+        table = torch.empty(len(data), len(run.labels), device=run.device)
+        batches = data(torch.arange(len(data)), 256)
+        total = -(-len(data) // 256)
+        for images, index in tqdm(batches, total=total, unit="batch", desc="teacher logits",
+                                  dynamic_ncols=True, file=sys.stderr):  # fmt: skip
+            table[index.to(run.device)] = self._logits(run, center(images, size, crop))
+        return table
 
     def on_batch(self, run, batch: Batch) -> None:
-        with torch.no_grad(), run.precision.autocast(run.device):
-            logits = [t.logits(batch.x01, run.precision.channels_last) for t in self.teachers]
-        batch.extras["teacher"] = torch.stack(logits).float().mean(0)
+        if self.stored is None:
+            batch.extras["teacher"] = self._logits(run, batch.x01)
+        else:
+            batch.extras["teacher"] = self.stored[batch.index.to(self.stored.device)]
 
     def extra_loss(self, batch: Batch, logits: torch.Tensor) -> torch.Tensor | None:
         if not self.weight:

@@ -3,12 +3,12 @@
 Members are trainer checkpoints or model packages, of any family, depth or input view; their
 outputs are mapped to one label order by name. Each member is run on the validation and test
 splits once, in its own view (size, channels, crop, normalisation, test-time augmentation; `tta`
-gives every member the same test-time views instead, e.g. ten crops for an ensemble that has
-the time), and the ensemble is the mean of the members' logits (`combine="logits"`, as Auto-FERNet) or of their
-softmax probabilities (`combine="probs"`). Members are chosen on the validation split only
-(greedy forward selection, or all of them); the test split is only reported. The Auto-FERNet
-ensemble chose its checkpoints on PrivateTest and its validation loop kept only the last model:
-neither happens here.
+gives every member the same test-time views instead, e.g. ten crops where the ensemble has the
+time), and the ensemble is the mean of the members' logits (`combine="logits"`, as
+Auto-FERNet) or of their softmax probabilities (`combine="probs"`). Members are chosen on the
+validation split only (greedy forward selection, or all of them); the test split is only
+reported. The Auto-FERNet ensemble chose its checkpoints on PrivateTest and its validation loop
+kept only the last model: neither happens here.
 
 The chosen ensemble exports as one ordinary model package: a single ONNX graph that takes the
 stored face (the largest square any member needs, in [0, 1]) and holds every member together
