@@ -115,3 +115,19 @@ def tiny_run(tiny_fer2013, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "vgg"
     config = TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(out), tiny_recipe())
     return out, train(config, standard_callbacks())
+
+
+def permuted_clone(path, out, order):
+    """The same network with its labels (and output rows) listed in another order."""
+    import torch
+
+    from trainer.engine import checkpoint
+
+    state = checkpoint.load(path)
+    labels = state.labels
+    state.labels = [labels[i] for i in order]
+    for key, value in state.model.items():
+        if value.ndim in (1, 2) and value.shape[0] == len(labels) and "classifier" in key:
+            state.model[key] = value[torch.tensor(order)]
+    checkpoint.save(out, state)
+    return out

@@ -8,8 +8,9 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import tiny_recipe
+from tests.conftest import permuted_clone, tiny_recipe
 from trainer.cli import main
+from trainer.data import read_dataset
 from trainer.engine import checkpoint
 
 
@@ -48,18 +49,12 @@ def test_a_resume_refuses_what_it_would_ignore(tiny_run, flags, given, refused, 
 def test_distillation_from_a_package_of_another_label_order(tiny_run, flags, tmp_path):
     """The teacher's classes are matched by name: a teacher whose outputs are listed in reverse
     order teaches the same thing; the checkpoint and card record it."""
-    teacher = checkpoint.load(tiny_run[0] / "best.pt")
-    order = list(reversed(range(7)))
-    teacher.labels = [teacher.labels[i] for i in order]
-    for key, value in teacher.model.items():
-        if "classifier" in key and value.shape[:1] == (7,):
-            teacher.model[key] = value[torch.tensor(order)]
-    checkpoint.save(tmp_path / "teacher.pt", teacher)
+    teacher = permuted_clone(tiny_run[0] / "best.pt", tmp_path / "teacher.pt", range(6, -1, -1))
     out = tmp_path / "student"
     argv = ["train", "--model", "vgg-fer-s", *flags, *TINY, "--epochs", "1", "--out", str(out)]
-    assert main([*argv, "--teacher", str(tmp_path / "teacher.pt"), "--kd-weight", "2"]) == 0
+    assert main([*argv, "--teacher", str(teacher), "--kd-weight", "2"]) == 0
     state = checkpoint.load(out / "last.pt")
-    assert state.callbacks["distill"] == {"teachers": [str(tmp_path / "teacher.pt")]}
+    assert state.callbacks["distill"] == {"teachers": [str(teacher)]}
     assert state.recipe.kd_weight == 2
 
 
@@ -77,31 +72,40 @@ def test_distillation_term_is_zero_when_student_matches_teacher():
 
 
 def test_stored_teacher_views_score_each_face_once_as_evaluate_would(
-    tiny_run, tiny_fer2013, tmp_path
+    tiny_run, tiny_fer2013, tmp_path, capsys
 ):
-    """`kd_views="stored"`: the teacher scores every training face once, in the student's
-    unaugmented view (cpu-fast's 40 crop of 48, the teacher's own mirror view), which is what
-    `predict` gives for the training split; each step looks its rows up by position."""
-    from trainer.data import read_dataset
+    """`kd_views="stored"`: each teacher scores every training face once, as `evaluate` does
+    (its own views; an ONNX-only package serves), in the student's class order; the teachers
+    are averaged and each step looks its rows up by position. Teaching from the batch needs
+    torch weights."""
     from trainer.engine.loop import Run, TrainConfig
     from trainer.engine.step import Batch
     from trainer.evaluation.evaluate import load_predictor, predict
+    from trainer.export.package import export_package
     from trainer.methods.distill import Distill
 
     torch.set_num_threads(1)
-    teacher = tiny_run[0] / "best.pt"
+    best = tiny_run[0] / "best.pt"
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    onnx_only = export_package(best, tmp_path / "onnx-only", dataset, int8=False).path
+    reversed_twin = permuted_clone(best, tmp_path / "twin.pt", range(6, -1, -1))
     recipe = tiny_recipe(epochs=1, kd_views="stored")
     config = TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(tmp_path / "s"), recipe)
-    distill = Distill([str(teacher)])
+    distill = Distill([str(onnx_only), str(reversed_twin)])
     Run(config, [distill]).fit()
     assert checkpoint.load(tmp_path / "s" / "last.pt").recipe.kd_views == "stored"
-    dataset = read_dataset("fer2013", tiny_fer2013)
-    expected = predict(load_predictor(teacher), dataset, "train").logits
+    expected = predict(load_predictor(best), dataset, "train").logits
     assert torch.allclose(distill.stored, torch.as_tensor(expected), atol=1e-4)
     index = torch.tensor([4, 0, 4])
     batch = Batch(torch.zeros(3, 1, 40, 40), torch.zeros(3, 1, 40, 40), index, None, index, 0)
     distill.on_batch(None, batch)
     assert torch.equal(batch.extras["teacher"], distill.stored[index])
+
+    data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
+    argv = ["train", "--model", "vgg-fer-s", *data, *TINY, "--epochs", "1", "--teacher"]
+    argv += [str(onnx_only), "--out", str(tmp_path / "b")]
+    assert main(argv) == 2
+    assert "--kd-views stored takes any package" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
+from tests.conftest import permuted_clone
 from trainer.cli import main
 from trainer.data import read_dataset
 from trainer.engine import checkpoint
@@ -41,18 +41,6 @@ def test_greedy_selection_stops_when_validation_stops_improving():
     assert 0 not in [i for i, _ in chosen]  # the loud wrong one never helps
     assert [s for _, s in chosen] == sorted(s for _, s in chosen)
     assert len(select_members([noise, good, fixes_last], targets, "logits", "all")) == 3
-
-
-def permuted_clone(path, out, order):
-    """The same network with its labels (and output rows) listed in another order."""
-    state = checkpoint.load(path)
-    labels = state.labels
-    state.labels = [labels[i] for i in order]
-    for key, value in state.model.items():
-        if value.ndim in (1, 2) and value.shape[0] == len(labels) and "classifier" in key:
-            state.model[key] = value[torch.tensor(order)]
-    checkpoint.save(out, state)
-    return out
 
 
 def test_ensemble_of_a_model_and_its_relabelled_twin_exports_one_package(

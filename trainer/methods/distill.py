@@ -14,16 +14,15 @@ beside the cross-entropy; T (`kd_temperature`) and the weight (`kd_weight`) are 
 
 What the teachers see is the recipe's `kd_views`. "batch" is the above: consistent teaching
 (Beyer et al., "Knowledge distillation: A good teacher is patient and consistent"), at the
-teachers' cost every step, several times the student's for a small student. "stored" scores
-each stored training face once before training, in the student's view without augmentation,
-and each step looks its row up: the teachers then cost nothing per step, which is what makes an
-ensemble affordable as a teacher on a CPU, but their targets no longer follow the batch's
-shifts, rotations and erasing (mixup, which blends two faces, is refused).
+teachers' cost every step. "stored" scores each stored training face once before training, as
+`evaluate` does (the teacher's own view and test-time views; onnxruntime for a package, so an
+exported ensemble serves without torch weights), and each step looks its rows up: the teachers
+then cost nothing per step, but their targets no longer follow the batch's shifts, rotations
+and erasing, and mixup, which blends two faces, is refused.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +32,6 @@ from torch import nn
 
 from trainer.data.labels import canonical
 from trainer.engine import checkpoint
-from trainer.engine.augment import center
 from trainer.engine.callbacks import Callback
 from trainer.engine.step import Batch
 from trainer.engine.views import View, mirrored, normalize
@@ -62,19 +60,45 @@ class Teacher:
         return out[:, self.rows]
 
 
-def load_teacher(source: str, labels: list[str], device: torch.device) -> Teacher:
-    model, ckpt = checkpoint.load_model(source)
-    own = [canonical(n) for n in ckpt.labels]
+def teacher_rows(source: str, own_labels: list[str], labels: list[str]) -> list[int]:
+    """The teacher's output row of each student class, matched by name."""
+    own = [canonical(n) for n in own_labels]
     missing = [n for n in labels if canonical(n) not in own]
     if missing:
         raise ValueError(
             f"--teacher {source}: has no class {', '.join(missing)} of the student "
-            f"(it knows {', '.join(ckpt.labels)})"
+            f"(it knows {', '.join(own_labels)})"
         )
-    rows = [own.index(canonical(n)) for n in labels]
+    return [own.index(canonical(n)) for n in labels]
+
+
+def load_teacher(source: str, labels: list[str], device: torch.device) -> Teacher:
+    try:
+        model, ckpt = checkpoint.load_model(source)
+    except ValueError as e:
+        raise ValueError(
+            f"{e} (a teacher that sees each batch runs in torch; --kd-views stored takes any "
+            "package)"
+        ) from None
+    rows = teacher_rows(source, list(ckpt.labels), labels)
     for p in model.parameters():
         p.requires_grad_(False)
     return Teacher(str(source), model.to(device).eval(), ckpt.view, rows)
+
+
+def stored_logits(source: str, run) -> torch.Tensor:
+    """A teacher's logits of every training face of the run, in the student's class order, as
+    `evaluate` scores them: the teacher's own view and test-time views (onnxruntime for a
+    package, which may then hold no torch weights: an exported ensemble)."""
+    from trainer.evaluation.evaluate import load_predictor, predict
+
+    predictor = load_predictor(source, device=str(run.device), threads=torch.get_num_threads())
+    rows = teacher_rows(source, list(predictor.labels), run.labels)
+    scored = predict(predictor, run.dataset, run.dataset.train)
+    if len(scored.logits) != len(run.train_data):
+        raise ValueError(f"--teacher {source}: scored {len(scored.logits)} of "
+                         f"{len(run.train_data)} training faces")  # fmt: skip
+    return torch.as_tensor(scored.logits, dtype=torch.float32)[:, rows]
 
 
 class Distill(Callback):
@@ -98,35 +122,21 @@ class Distill(Callback):
                 "--kd-views stored: a stored face's teacher logits cannot follow mixup's blend of "
                 "two faces; give --mixup 0, or --kd-views batch"
             )
+        if recipe.kd_views == "stored":
+            logits = [stored_logits(s, run) for s in self.sources]
+            self.stored = torch.stack(logits).mean(0).to(run.device)
+            return
         self.teachers = [load_teacher(s, run.labels, run.device) for s in self.sources]
         for t in self.teachers:
             run.precision.model(t.model)
-        self.stored = self._score_stored(run) if recipe.kd_views == "stored" else None
-
-    def _logits(self, run, x01: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), run.precision.autocast(run.device):
-            logits = [t.logits(x01, run.precision.channels_last) for t in self.teachers]
-        return torch.stack(logits).float().mean(0)
-
-    def _score_stored(self, run) -> torch.Tensor:
-        """The teachers' logits of every training face, as the student's view frames it
-        before augmentation (its crop at zoom 1, centred, not mirrored)."""
-        from tqdm import tqdm
-
-        data, size, crop = run.train_data, run.augment.size, run.augment.crop
-        table = torch.empty(len(data), len(run.labels), device=run.device)
-        batches = data(torch.arange(len(data)), 256)
-        total = -(-len(data) // 256)
-        for images, index in tqdm(batches, total=total, unit="batch", desc="teacher logits",
-                                  dynamic_ncols=True, file=sys.stderr):  # fmt: skip
-            table[index.to(run.device)] = self._logits(run, center(images, size, crop))
-        return table
 
     def on_batch(self, run, batch: Batch) -> None:
-        if self.stored is None:
-            batch.extras["teacher"] = self._logits(run, batch.x01)
-        else:
+        if self.stored is not None:
             batch.extras["teacher"] = self.stored[batch.index.to(self.stored.device)]
+            return
+        with torch.no_grad(), run.precision.autocast(run.device):
+            logits = [t.logits(batch.x01, run.precision.channels_last) for t in self.teachers]
+        batch.extras["teacher"] = torch.stack(logits).float().mean(0)
 
     def extra_loss(self, batch: Batch, logits: torch.Tensor) -> torch.Tensor | None:
         if not self.weight:
