@@ -217,9 +217,15 @@ def load_weights(source: str | Path) -> Checkpoint:
     )
 
 
-def load_model(source: str | Path) -> tuple[nn.Module, Checkpoint]:
-    """(network in eval mode with the trained weights, `load_weights(source)`)."""
-    ckpt = load_weights(source)
+def load_model(source: str | Path, needed_for: str = "") -> tuple[nn.Module, Checkpoint]:
+    """(network in eval mode with the trained weights, `load_weights(source)`). `needed_for`
+    says, in a refusal, what wants the torch weights."""
+    try:
+        ckpt = load_weights(source)
+    except ValueError as e:
+        if not needed_for:
+            raise
+        raise ValueError(f"{e} ({needed_for})") from None
     model = build_model(ckpt.arch)
     model.load_state_dict(ckpt.model)
     return model.eval(), ckpt

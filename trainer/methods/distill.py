@@ -73,13 +73,9 @@ def teacher_rows(source: str, own_labels: list[str], labels: list[str]) -> list[
 
 
 def load_teacher(source: str, labels: list[str], device: torch.device) -> Teacher:
-    try:
-        model, ckpt = checkpoint.load_model(source)
-    except ValueError as e:
-        raise ValueError(
-            f"{e} (a teacher that sees each batch runs in torch; --kd-views stored takes any "
-            "package)"
-        ) from None
+    model, ckpt = checkpoint.load_model(
+        source, "a teacher that sees each batch runs in torch; --kd-views stored takes any package"
+    )
     rows = teacher_rows(source, list(ckpt.labels), labels)
     for p in model.parameters():
         p.requires_grad_(False)

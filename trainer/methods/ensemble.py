@@ -274,13 +274,11 @@ def torch_member(source: str | Path) -> tuple[nn.Module, View, list[str], dict]:
     included)."""
     from trainer.engine import checkpoint
 
-    try:
-        model, state = checkpoint.load_model(source)
-    except ValueError as e:
-        raise ValueError(
-            f"{e} (exporting an ensemble needs each chosen member's torch weights: a trainer "
-            "checkpoint, or a package exported with --torch-weights)"
-        ) from None
+    model, state = checkpoint.load_model(
+        source,
+        "exporting an ensemble needs each chosen member's torch weights: a trainer checkpoint, "
+        "or a package exported with --torch-weights",
+    )
     return model, state.view, list(state.labels), state.arch
 
 
