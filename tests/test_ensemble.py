@@ -68,6 +68,10 @@ def test_ensemble_of_a_model_and_its_relabelled_twin_exports_one_package(
     assert card["input_size"] == [48, 48] and card["crop"]["fraction"] == 1.0
     assert len(card["architecture"]["ensemble"]) == 2
     assert card["train"]["selected_on"].startswith("val (PublicTest)")
+    # each member's training record (command, epochs, seed, wall time) travels into the card
+    original, permuted = card["train"]["member_train"]
+    assert original == permuted and original["epochs"] == 3
+    assert original["command"] == checkpoint.load(run / "last.pt").command
     assert card["extra"]["parity"]["max_abs_diff"] <= 1e-4
     dataset = read_dataset("fer2013", tiny_fer2013)
     alone = evaluate(load_predictor(run / "last.pt"), dataset, "test").metrics

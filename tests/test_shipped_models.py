@@ -21,13 +21,21 @@ def test_a_default_package_is_shipped():
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
 def test_package_is_complete_and_intact(package):
     card = package.card
-    assert card.train["command"].startswith("python -m trainer train")
+    # how it was trained: its own run, or, for an ensemble, each member's
+    if card.family == "ensemble":
+        assert card.train["command"].startswith("python -m trainer ensemble")
+        runs = card.train["member_train"]
+        assert len(runs) == len(card.train["members"]) >= 2
+    else:
+        runs = [card.train]
+    for run in runs:
+        assert run["command"].startswith("python -m trainer train")
+        assert {"epochs", "seed", "wall_seconds"} <= set(run)
     assert {"fer2013/val", "fer2013/test"} <= set(card.metrics)
     assert card.metrics["fer2013/test"]["split"] == "test (PrivateTest)"
     for split in ("fer2013/val", "fer2013/test"):
         assert {"top1", "macro_f1", "n"} <= set(card.metrics[split])
     assert card.params > 0 and card.macs > 0
-    assert {"epochs", "seed", "wall_seconds"} <= set(card.train)
     assert card.extra["latency_ms"]["threads"] == 1 and card.extra["latency_ms"]["fp32"] > 0
     for precision in ("fp32", "int8", "torch"):
         if package.has(precision):

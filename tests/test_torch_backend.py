@@ -23,7 +23,8 @@ def package(tiny_run, tiny_fer2013, tmp_path_factory):
     target = tmp_path_factory.mktemp("models") / "tiny-vgg-torch"
     data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
     export = ["export", str(tiny_run[0] / "best.pt"), "--out", str(target), *data, "--no-int8"]
-    assert main([*export, "--torch-weights"]) == 0
+    resumed = "python -m trainer train --resume --out r --device cuda"
+    assert main([*export, "--torch-weights", "--step", resumed]) == 0
     return target
 
 
@@ -51,6 +52,9 @@ def test_export_writes_checksummed_torch_weights(package, tiny_run, tmp_path):
     assert loaded.card.sha256["model.pt"] == sha256(path)
     assert loaded.card.architecture == {"model": "vgg-fer-s", "overrides": {"num_classes": 7}}
     assert loaded.card.extra["torch_dtype"] == "float32"
+    # the chain: the steps given with --step, then the export's own command
+    resumed, export = loaded.card.train["chain"]
+    assert resumed.endswith("--device cuda") and export.startswith("python -m trainer export ")
     state = torch.load(path, weights_only=True)
     want, _ = checkpoint.load_model(tiny_run[0] / "best.pt")
     assert state.keys() == want.state_dict().keys()

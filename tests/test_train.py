@@ -49,44 +49,33 @@ def test_existing_run_is_not_overwritten(tiny_run, tiny_fer2013):
         train(config)
 
 
+def _cli_run_after_its_first_checkpoint(tiny_fer2013, out, epochs: int) -> subprocess.Popen:
+    """A tiny `python -m trainer train` in a subprocess, returned once it wrote last.pt."""
+    data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
+    recipe = ["--recipe", "cpu-fast", "--batch-size", "32", "--lr", "0.02", "--warmup-epochs", "0"]
+    flags = ["--model", "vgg-fer-s", *data, *recipe, "--epochs", str(epochs), "--threads", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "train", *flags, "--out", str(out)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run never wrote a checkpoint"
+        time.sleep(0.02)
+    return proc
+
+
 def test_killed_run_resumes_bit_for_bit(tiny_fer2013, tmp_path):
     """Kill a CLI run (SIGKILL) after its first epoch, resume it, and compare with a run that
     was never interrupted: same weights, same validation scores."""
     torch.set_num_threads(1)
     killed = tmp_path / "killed"
-    flags = [
-        "--model",
-        "vgg-fer-s",
-        "--dataset",
-        "fer2013",
-        "--data",
-        str(tiny_fer2013),
-        "--recipe",
-        "cpu-fast",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.02",
-        "--warmup-epochs",
-        "0",
-        "--threads",
-        "1",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainer", "train", *flags, "--out", str(killed)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not (killed / "last.pt").exists() and proc.poll() is None:
-        assert time.monotonic() < deadline, "the run never wrote a checkpoint"
-        time.sleep(0.02)
+    proc = _cli_run_after_its_first_checkpoint(tiny_fer2013, killed, epochs=3)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     done = checkpoint.load(killed / "last.pt").epoch + 1
     assert done < 3, "the run finished before it could be interrupted"
 
@@ -105,6 +94,19 @@ def test_killed_run_resumes_bit_for_bit(tiny_fer2013, tmp_path):
     b = checkpoint.load(tmp_path / "straight" / "last.pt").model
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r.val_top1 for r in resumed.history] == [r.val_top1 for r in straight.history]
+
+
+def test_sigterm_ends_a_run_with_one_line_and_its_checkpoints_whole(tiny_fer2013, tmp_path):
+    """`kill`, `timeout` or a scheduler stop a run as Ctrl-C does: status 2, one line."""
+    out = tmp_path / "stopped"
+    proc = _cli_run_after_its_first_checkpoint(tiny_fer2013, out, epochs=50)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    # (the progress bar may leave its last frame on the same line)
+    assert err.rstrip().endswith("continue with --resume") and "Traceback" not in err
+    assert "interrupted: files written so far are complete" in err
+    assert checkpoint.load(out / "last.pt").epoch + 1 < 50
 
 
 def test_learning_rate_schedules():

@@ -145,6 +145,18 @@ def test_ctrl_c_waits_until_the_package_files_are_swapped():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_sigterm_is_held_like_ctrl_c_and_raised_as_an_interrupt():
+    from trainer.cli import _terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    finished = []
+    with pytest.raises(KeyboardInterrupt), _terminate_as_interrupt(), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        finished.append(True)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 # --- 2. search state loads without running code -----------------------------------------------
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -712,6 +715,14 @@ def _export_args(p: argparse.ArgumentParser) -> None:
         metavar="KFOLD_JSON",
         help="record this k-fold result (python -m trainer kfold's kfold.json) in the card",
     )
+    p.add_argument(
+        "--step",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help="a command that led to the checkpoint (search, training, a resume elsewhere), "
+        "repeatable, in order; the card's train.chain lists them and then this export",
+    )
 
 
 def _int8_tolerance_flag(p: argparse.ArgumentParser) -> None:
@@ -760,6 +771,7 @@ def _export(args: argparse.Namespace) -> int:
         torch_weights=args.torch_weights,
         transfer=[_read_source(t, "--transfer", args.skip_bad) for t in args.transfer],
         kfold=args.kfold,
+        chain=[*args.step, args.command] if args.step else [],
     )
     _print_package(result)
     if args.default:
@@ -1074,6 +1086,24 @@ FAILURES: dict[type[BaseException], Callable[[BaseException], str]] = {
 }
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """A SIGTERM (kill, timeout, a scheduler) ends a verb as Ctrl-C does: run locks released,
+    staging folders removed, one line said. Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -1093,7 +1123,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     try:
         _check_device(args)
-        return VERBS[args.verb].run(args)
+        with _terminate_as_interrupt():
+            return VERBS[args.verb].run(args)
     except tuple(FAILURES) as err:
         tell = next(tell for kind, tell in FAILURES.items() if isinstance(err, kind))
         print(tell(err), file=sys.stderr)

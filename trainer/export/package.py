@@ -176,10 +176,12 @@ def export_package(
     torch_weights: bool = False,
     transfer: list = (),
     kfold: str | Path | None = None,
+    chain: list[str] = (),
 ) -> PackageResult:
     """Write a model package for a trainer checkpoint (see `write_package`), with the training
-    curves of its run, its direct transfer to the `transfer` datasets and the k-fold result
-    `kfold` (a kfold.json) in the card."""
+    curves of its run, its direct transfer to the `transfer` datasets, the k-fold result
+    `kfold` (a kfold.json) and the command `chain` that made it (search, training, resumes,
+    this export: what the checkpoint alone cannot tell) in the card."""
     from fer_core.models import get_spec
     from trainer.engine import checkpoint
 
@@ -193,7 +195,7 @@ def export_package(
         family=get_spec(state.arch["model"]).family,
         labels=list(state.labels),
         architecture=state.arch,
-        train=_train_record(state),
+        train={**train_record(state), **({"chain": list(chain)} if chain else {})},
     )
     curves = Path(checkpoint_path).parent / "curves.png"
     return write_package(
@@ -343,17 +345,20 @@ def check_package_folder(out: Path) -> None:
 
 @contextlib.contextmanager
 def interrupts_deferred():
-    """Hold a Ctrl-C until the block ends, then raise it: what the block moves is never left
-    half moved. Python handles signals in the main thread only, so elsewhere nothing is held."""
+    """Hold a Ctrl-C (or a SIGTERM) until the block ends, then raise it: what the block moves is
+    never left half moved. Python handles signals in the main thread only, so elsewhere nothing
+    is held."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held]
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in zip(held, previous, strict=True):
+            signal.signal(s, handler)
     if caught:
         raise KeyboardInterrupt
 
@@ -410,7 +415,7 @@ def save_torch_weights(model: nn.Module, path: Path) -> str:
     return dtype
 
 
-def _train_record(state: Checkpoint) -> dict:
+def train_record(state: Checkpoint) -> dict:
     """The card's `train`: how a checkpoint was trained, from the checkpoint itself."""
     if state.recipe is None or state.data is None:
         raise ValueError("export takes a trainer checkpoint (a run's best.pt), not a package")

@@ -268,18 +268,21 @@ def ensemble_view(views: list[View]) -> View:
     )  # fmt: skip
 
 
-def torch_member(source: str | Path) -> tuple[nn.Module, View, list[str], dict]:
-    """(network in eval mode, its view, its labels, its architecture record) of a trainer
-    checkpoint or of a package that holds `model.pt` (its card's view, test-time views
-    included)."""
+def torch_member(source: str | Path) -> tuple[nn.Module, View, list[str], dict, dict]:
+    """(network in eval mode, its view, its labels, its architecture record, how it was
+    trained) of a trainer checkpoint or of a package that holds `model.pt` (its card's view,
+    test-time views included, and its card's training record)."""
+    from fer_core.zoo import load_package
     from trainer.engine import checkpoint
+    from trainer.export.package import train_record
 
     model, state = checkpoint.load_model(
         source,
         "exporting an ensemble needs each chosen member's torch weights: a trainer checkpoint, "
         "or a package exported with --torch-weights",
     )
-    return model, state.view, list(state.labels), state.arch
+    trained = train_record(state) if state.recipe else dict(load_package(source).card.train)
+    return model, state.view, list(state.labels), state.arch, trained
 
 
 def export_ensemble(
@@ -299,9 +302,10 @@ def export_ensemble(
     (ONNX alone cannot be put back into one torch graph)."""
     from trainer.export.package import PackageIdentity, write_package
 
-    parts, archs = [], []
+    parts, archs, trained = [], [], []
     for i in result.chosen:
-        model, _, labels, arch = torch_member(members[i])
+        model, _, labels, arch, record = torch_member(members[i])
+        trained.append(record)
         view = result.candidates[i].view  # the views it was scored in
         parts.append((model, view, index_map(tuple(result.labels), tuple(labels))))
         archs.append({"source": str(members[i]), "arch": arch, "view": view.to_dict()})
@@ -319,6 +323,7 @@ def export_ensemble(
             "members": [c.source for c in chosen],
             "selected_on": f"{result.val.split} top-1 ({result.select} selection)",
             "member_val_top1": [round(c.val_top1, 6) for c in chosen],
+            "member_train": trained,  # each member's command, epochs, seed, wall time, teacher
             "seed": None,
         },
     )
