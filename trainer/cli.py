@@ -1088,8 +1088,9 @@ FAILURES: dict[type[BaseException], Callable[[BaseException], str]] = {
 
 @contextlib.contextmanager
 def _terminate_as_interrupt():
-    """A SIGTERM (kill, timeout, a scheduler) ends a verb as Ctrl-C does: run locks released,
-    staging folders removed, one line said. Only the main thread can take signals."""
+    """A SIGTERM (kill, timeout, a scheduler) ends a verb as Ctrl-C does: cleanups run (an
+    export's staging folder is removed), one line is said, status 2. Only the main thread can
+    take signals."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
