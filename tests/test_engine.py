@@ -4,6 +4,7 @@ cannot run code, and the loss that stops a run when it stops being a number."""
 
 import pickle
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -106,6 +107,38 @@ def test_stored_teacher_views_score_each_face_once_as_evaluate_would(
     argv += [str(onnx_only), "--out", str(tmp_path / "b")]
     assert main(argv) == 2
     assert "--kd-views stored takes any package" in capsys.readouterr().err
+
+
+def test_stored_teacher_scores_are_cached_for_a_resume(
+    tiny_run, tiny_fer2013, tmp_path, monkeypatch
+):
+    """A resume takes the stored scores from the run folder while the teacher and the training
+    faces are the same; a changed teacher is scored again."""
+    from trainer.engine.loop import Run, TrainConfig
+    from trainer.methods import distill as kd
+
+    torch.set_num_threads(1)
+    teacher = tmp_path / "teacher.pt"
+    shutil.copy(tiny_run[0] / "best.pt", teacher)
+    out = tmp_path / "s"
+    config = TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(out),
+                         tiny_recipe(epochs=1, kd_views="stored"))  # fmt: skip
+    first = kd.Distill([str(teacher)])
+    Run(config, [first]).fit()
+    assert (out / kd.STORED_CACHE).is_file()
+
+    scored = []
+    real = kd.stored_logits
+    monkeypatch.setattr(kd, "stored_logits", lambda s, run: scored.append(s) or real(s, run))
+    again = kd.Distill([str(teacher)])
+    Run(replace(config, epochs=2), [again], resume=True).fit()
+    assert scored == [] and torch.equal(again.stored, first.stored)
+
+    permuted_clone(tiny_run[0] / "best.pt", teacher, range(6, -1, -1))  # same classes, new file
+    changed = kd.Distill([str(teacher)])
+    Run(replace(config, epochs=3), [changed], resume=True).fit()
+    assert scored == [str(teacher)]
+    assert torch.allclose(changed.stored, first.stored, atol=1e-4)  # matched by name: same scores
 
 
 @pytest.mark.parametrize(

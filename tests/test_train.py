@@ -242,6 +242,35 @@ def test_every_recipe_builds_its_training_batch(name):
     assert torch.equal(x, batch()[0])
 
 
+def test_stronger_augmentation_does_what_its_settings_say():
+    """Shear slants a vertical bar, a view stretched wider than tall narrows it, blur spreads
+    an edge (σ 0 leaves it), gamma moves mid-grey either way, noise adds variance; the same
+    generator seed repeats all."""
+    from trainer.engine.augment import Augment, gaussian_blur, warp
+
+    bar = torch.zeros(1, 1, 48, 48, dtype=torch.uint8)
+    bar[..., 20:28] = 255
+    n = torch.ones(1)
+    straight = warp(bar, 48, 1.0)[0, 0]
+    slanted = warp(bar, 48, 1.0, skew=(torch.tan(torch.deg2rad(20 * n)), n))[0, 0]
+    narrow = warp(bar, 48, 1.0, skew=(0 * n, 1.5 * n))[0, 0]
+    assert torch.equal(straight[0], straight[-1]) and not torch.allclose(slanted[0], slanted[-1])
+    assert narrow.sum() < straight.sum() - 48  # fewer columns covered
+
+    edge = straight.expand(2, 1, 48, 48).clone()
+    blurred = gaussian_blur(edge, torch.tensor([0.0, 1.5]))
+    assert torch.allclose(blurred[0], edge[0], atol=1e-6)
+    assert 0 < blurred[1, 0, 24, 19] < 1
+    assert torch.allclose(blurred[1].sum(), edge[1].sum(), rtol=1e-3)
+
+    grey = torch.full((64, 1, 48, 48), 128, dtype=torch.uint8)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    dark = Augment(48, gamma=0.5)(grey, gen())
+    assert dark.amin() < 128 / 255 < dark.amax()  # e^±0.5 either way
+    noisy = Augment(48, noise=0.1)(grey, gen())
+    assert noisy.std() > 0.01 and torch.equal(noisy, Augment(48, noise=0.1)(grey, gen()))
+
+
 def test_model_options_reach_the_builder_and_the_checkpoint(tiny_fer2013, tmp_path, capsys):
     from trainer.cli import main
 

@@ -146,11 +146,13 @@ def test_ctrl_c_waits_until_the_package_files_are_swapped():
 
 
 def test_sigterm_is_held_like_ctrl_c_and_raised_as_an_interrupt():
-    from trainer.cli import _terminate_as_interrupt
+    from trainer.cli import _raise_interrupt
+    from trainer.files import signals_handled
 
     before = signal.getsignal(signal.SIGTERM)
     finished = []
-    with pytest.raises(KeyboardInterrupt), _terminate_as_interrupt(), interrupts_deferred():
+    as_interrupt = signals_handled((signal.SIGTERM,), _raise_interrupt)
+    with pytest.raises(KeyboardInterrupt), as_interrupt, interrupts_deferred():
         os.kill(os.getpid(), signal.SIGTERM)
         finished.append(True)
     assert finished == [True]

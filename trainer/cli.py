@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import logging
 import shlex
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fer_core.view import TTA
 from fer_core.zoo import INT8_TOLERANCE
+from trainer.files import signals_handled
 from trainer.flags import (
     int_at_least,
     key_value,
@@ -1086,23 +1085,8 @@ FAILURES: dict[type[BaseException], Callable[[BaseException], str]] = {
 }
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """A SIGTERM (kill, timeout, a scheduler) ends a verb as Ctrl-C does: cleanups run (an
-    export's staging folder is removed), one line is said, status 2. Only the main thread can
-    take signals."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1124,7 +1108,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     try:
         _check_device(args)
-        with _terminate_as_interrupt():
+        # a SIGTERM (kill, timeout, a scheduler) ends a verb as Ctrl-C does: cleanups run (an
+        # export's staging folder is removed), one line is said, status 2
+        with signals_handled((signal.SIGTERM,), _raise_interrupt):
             return VERBS[args.verb].run(args)
     except tuple(FAILURES) as err:
         tell = next(tell for kind, tell in FAILURES.items() if isinstance(err, kind))

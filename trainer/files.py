@@ -1,12 +1,16 @@
 """Files the trainer writes: atomically (a temp file beside the target, then a rename), so an
 interrupted write never leaves a truncated file under the final name, with the permissions of
-any other file the user creates (mkstemp's 0600 relaxed to the umask's default)."""
+any other file the user creates (mkstemp's 0600 relaxed to the umask's default); and the signal
+handling that keeps an interrupted verb's files whole."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fer_core.outputs import file_mode
@@ -26,3 +30,18 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+@contextlib.contextmanager
+def signals_handled(signals: tuple[int, ...], handler: Callable) -> Iterator[None]:
+    """Run the block with `handler` for `signals`, the previous handlers restored after. Python
+    takes signals in the main thread only, so elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = [signal.signal(s, handler) for s in signals]
+    try:
+        yield
+    finally:
+        for s, earlier in zip(signals, previous, strict=True):
+            signal.signal(s, earlier)

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import threading
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from torch import nn
 from fer_core.zoo import CARD, FILES, FORMAT, INT8_TOLERANCE, PackageError
 from trainer.engine.checkpoint import Checkpoint
 from trainer.engine.views import inputs
-from trainer.files import atomic_write
+from trainer.files import atomic_write, signals_handled
 
 OPSET = 18
 
@@ -346,19 +345,10 @@ def check_package_folder(out: Path) -> None:
 @contextlib.contextmanager
 def interrupts_deferred():
     """Hold a Ctrl-C (or a SIGTERM) until the block ends, then raise it: what the block moves is
-    never left half moved. Python handles signals in the main thread only, so elsewhere nothing
-    is held."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    never left half moved (in the main thread, where Python takes signals)."""
     caught = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = [signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held]
-    try:
+    with signals_handled((signal.SIGINT, signal.SIGTERM), lambda signum, _: caught.append(signum)):
         yield
-    finally:
-        for s, handler in zip(held, previous, strict=True):
-            signal.signal(s, handler)
     if caught:
         raise KeyboardInterrupt
 

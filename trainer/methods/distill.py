@@ -18,14 +18,20 @@ teachers' cost every step. "stored" scores each stored training face once before
 `evaluate` does (the teacher's own view and test-time views; onnxruntime for a package, so an
 exported ensemble serves without torch weights), and each step looks its rows up: the teachers
 then cost nothing per step, but their targets no longer follow the batch's shifts, rotations
-and erasing, and mixup, which blends two faces, is refused.
+and erasing, and mixup, which blends two faces, is refused. The scores are kept in the run folder
+(`teacher-logits.pt`), keyed by the teachers' digests and the training split's, so that a resume
+does not score again: a package is named by the digest of its card, which pins its model files
+by sha256 (a package whose files differ from their card does not load).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +41,9 @@ from trainer.engine import checkpoint
 from trainer.engine.callbacks import Callback
 from trainer.engine.step import Batch
 from trainer.engine.views import View, mirrored, normalize
+from trainer.files import atomic_write
+
+STORED_CACHE = "teacher-logits.pt"
 
 
 @dataclass
@@ -97,6 +106,49 @@ def stored_logits(source: str, run) -> torch.Tensor:
     return torch.as_tensor(scored.logits, dtype=torch.float32)[:, rows]
 
 
+def teacher_digest(source: str) -> str:
+    """A checkpoint's sha256, or a package's card's (given as its folder, card or ONNX file)."""
+    from fer_core.zoo import CARD, sha256
+
+    path = Path(source)
+    if path.suffix in (".pt", ".pth"):
+        return sha256(path)
+    return sha256((path if path.is_dir() else path.parent) / CARD)
+
+
+def split_digest(split) -> str:
+    """The sha256 of a split's targets and pixels (or image files), in order."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(split.targets).tobytes())
+    if split.images is not None:
+        digest.update(np.ascontiguousarray(split.images).tobytes())
+    else:
+        for path in split.paths:
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def cached_stored_logits(sources: list[str], run) -> torch.Tensor:
+    """The teachers' averaged stored logits: from the run folder's cache when its key matches
+    these teachers, this training split and these classes, else scored and cached."""
+    key = {
+        "teachers": [teacher_digest(s) for s in sources],
+        "train": split_digest(run.dataset[run.dataset.train]),
+        "labels": list(run.labels),
+    }
+    path = Path(run.out) / STORED_CACHE
+    if path.is_file():
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        if cached.get("key") == key:
+            print(f"teacher scores from {path} (same teachers and training faces)",
+                  file=sys.stderr)  # fmt: skip
+            return cached["logits"]
+    logits = torch.stack([stored_logits(s, run) for s in sources]).mean(0)
+    atomic_write(path, lambda tmp: torch.save({"key": key, "logits": logits}, tmp))
+    return logits
+
+
 class Distill(Callback):
     key = "distill"
 
@@ -119,8 +171,7 @@ class Distill(Callback):
                 "two faces; give --mixup 0, or --kd-views batch"
             )
         if recipe.kd_views == "stored":
-            logits = [stored_logits(s, run) for s in self.sources]
-            self.stored = torch.stack(logits).mean(0).to(run.device)
+            self.stored = cached_stored_logits(self.sources, run).to(run.device)
             return
         self.teachers = [load_teacher(s, run.labels, run.device) for s in self.sources]
         for t in self.teachers:
