@@ -160,16 +160,14 @@ _add(Recipe(
     zoom=(0.9, 1.15), shift=0.1, rotate=10, brightness=0.2, contrast=0.2,
     erase_p=0.5, erase_area=(0.02, 0.15), channels_last=True,
 ))
-_add(Recipe(
+_add(replace(
+    RECIPES["cpu-fast"],
     name="cpu-strong",
     description="cpu-fast with stronger geometry (rotation 20°, zoom 0.8–1.25, shift 0.15, "
     "shear 10°, stretch ±16 %) and photometry (brightness and contrast 0.4, gamma e^±0.5, blur "
     "σ ≤ 1.2 px on 30 %, noise σ ≤ 0.05): for faces posed under other cameras and lights",
-    epochs=60, batch_size=128, lr=0.05, nesterov=True, weight_decay=5e-4, warmup_epochs=1,
-    label_smoothing=0.1, train_size=40, train_crop=40 / 48, eval_size=40, eval_crop=40 / 48,
     zoom=(0.8, 1.25), shift=0.15, rotate=20, shear=10, stretch=0.15, brightness=0.4,
     contrast=0.4, gamma=0.5, blur=1.2, blur_p=0.3, noise=0.05,
-    erase_p=0.5, erase_area=(0.02, 0.15), channels_last=True,
 ))
 _add(Recipe(
     name="ckplus-finetune",
