@@ -113,7 +113,7 @@ def test_stored_teacher_scores_are_cached_for_a_resume(
     tiny_run, tiny_fer2013, tmp_path, monkeypatch
 ):
     """A resume takes the stored scores from the run folder while the teacher and the training
-    faces are the same; a changed teacher is scored again."""
+    faces are the same; a changed teacher, or a damaged cache, is scored again."""
     from trainer.engine.loop import Run, TrainConfig
     from trainer.methods import distill as kd
 
@@ -139,6 +139,10 @@ def test_stored_teacher_scores_are_cached_for_a_resume(
     Run(replace(config, epochs=3), [changed], resume=True).fit()
     assert scored == [str(teacher)]
     assert torch.allclose(changed.stored, first.stored, atol=1e-4)  # matched by name: same scores
+
+    (out / kd.STORED_CACHE).write_bytes(b"not a checkpoint")  # a damaged cache is scored again
+    Run(replace(config, epochs=4), [kd.Distill([str(teacher)])], resume=True).fit()
+    assert scored == [str(teacher)] * 2
 
 
 @pytest.mark.parametrize(

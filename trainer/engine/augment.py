@@ -5,8 +5,8 @@ A batch arrives as uint8 N×C×S×S (the dataset at its stored size) and leaves 
 stretch, flip) through a single `grid_sample`, then brightness/contrast/gamma jitter, blur,
 sensor noise and random erasing, all drawn from a seeded `torch.Generator` so that a resumed run
 repeats them exactly. A setting at 0 draws nothing, so adding settings leaves older recipes'
-draws (and their resumed runs) as they were. This replaces per-image
-PIL transforms, which cost more than the small networks themselves.
+draws (and their resumed runs) as they were. This replaces per-image PIL transforms, which cost
+more than the small networks themselves.
 """
 
 from __future__ import annotations

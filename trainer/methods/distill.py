@@ -26,6 +26,7 @@ by sha256 (a package whose files differ from their card does not load).
 
 from __future__ import annotations
 
+import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,8 +140,12 @@ def cached_stored_logits(sources: list[str], run) -> torch.Tensor:
     }
     path = Path(run.out) / STORED_CACHE
     if path.is_file():
-        cached = torch.load(path, map_location="cpu", weights_only=True)
-        if cached.get("key") == key:
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            print(f"{path}: unreadable ({err}); scoring the teachers again", file=sys.stderr)
+            cached = None
+        if isinstance(cached, dict) and cached.get("key") == key:
             print(f"teacher scores from {path} (same teachers and training faces)",
                   file=sys.stderr)  # fmt: skip
             return cached["logits"]
