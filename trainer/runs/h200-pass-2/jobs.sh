@@ -3,6 +3,11 @@
 # resumed to its 80 epochs, and the augmentation lever (photometric, geometric, both) against
 # the seed-2 control of the first pass (same recipe, seed and epochs); bundle what comes back.
 # DRY=1: the same commands on the CPU with tiny settings (a local check of the flags).
+# Before it: pack FER2013 (`python trainer/runs/h200-pass/pack.py FER2013.csv.gz .gpu/partA.npz
+# .gpu/partB.npz 17944`), stop the CPU run and copy its last.pt and teacher-logits.pt into
+# .gpu/distil/, `stash.sh stash`; call 1 carries .gpu/partA.npz and moves it to /root/fer; call 2
+# (within the 30 s the machine stays warm) carries .gpu/partB.npz and .gpu/distil and runs this
+# script; after it `stash.sh restore`, untar the returned parts over the tree.
 set -u
 export PYTHONUNBUFFERED=1
 PY=${PY:-python3}; OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
