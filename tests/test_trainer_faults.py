@@ -28,10 +28,10 @@ from trainer.engine.rundir import RunDirError, claim_run_dir
 from trainer.export.package import (
     check_package_folder,
     export_onnx,
-    interrupts_deferred,
     onnx_parity,
     swap_in,
 )
+from trainer.files import interrupts_deferred, signals_handled
 
 
 def one_line(code: int, err: str, *words: str) -> str:
@@ -147,7 +147,6 @@ def test_ctrl_c_waits_until_the_package_files_are_swapped():
 
 def test_sigterm_is_held_like_ctrl_c_and_raised_as_an_interrupt():
     from trainer.cli import _raise_interrupt
-    from trainer.files import signals_handled
 
     before = signal.getsignal(signal.SIGTERM)
     finished = []

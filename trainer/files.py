@@ -45,3 +45,14 @@ def signals_handled(signals: tuple[int, ...], handler: Callable) -> Iterator[Non
     finally:
         for s, earlier in zip(signals, previous, strict=True):
             signal.signal(s, earlier)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (or a SIGTERM) until the block ends, then raise it: what the block moves is
+    never left half moved, and what it builds (a progress bar) is never left half built."""
+    caught = []
+    with signals_handled((signal.SIGINT, signal.SIGTERM), lambda signum, _: caught.append(signum)):
+        yield
+    if caught:
+        raise KeyboardInterrupt

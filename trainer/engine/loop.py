@@ -41,7 +41,7 @@ from trainer.engine.recipes import Recipe
 from trainer.engine.rundir import claim_run_dir
 from trainer.engine.step import Plateau, Precision, Step, lr_at, make_optimizer
 from trainer.engine.views import View, logits_for, torch_forward
-from trainer.files import atomic_write
+from trainer.files import atomic_write, interrupts_deferred
 
 
 @dataclass
@@ -278,14 +278,15 @@ class Run:
         seen = correct = 0
         loss_sum, lr = 0.0, recipe.lr
         t0 = time.perf_counter()
-        bar = tqdm(
-            self.train_data(order, recipe.batch_size),
-            total=steps,
-            unit="batch",
-            desc=f"epoch {epoch + 1}/{recipe.epochs}",
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
+        with interrupts_deferred():  # an interrupt inside tqdm's __init__ breaks its __del__
+            bar = tqdm(
+                self.train_data(order, recipe.batch_size),
+                total=steps,
+                unit="batch",
+                desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
         for i, (images, index) in enumerate(bar):
             lr = lr_at(recipe, epoch + i / steps, self.plateau)
             for g in self.optimizer.param_groups:

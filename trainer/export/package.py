@@ -4,12 +4,10 @@ it, optionally with the torch weights."""
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import logging
 import os
-import signal
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,7 +19,7 @@ from torch import nn
 from fer_core.zoo import CARD, FILES, FORMAT, INT8_TOLERANCE, PackageError
 from trainer.engine.checkpoint import Checkpoint
 from trainer.engine.views import inputs
-from trainer.files import atomic_write, signals_handled
+from trainer.files import atomic_write, interrupts_deferred
 
 OPSET = 18
 
@@ -340,17 +338,6 @@ def check_package_folder(out: Path) -> None:
             f"{out}: holds files an export does not write ({shown}); move them away or export "
             "into a new folder"
         )
-
-
-@contextlib.contextmanager
-def interrupts_deferred():
-    """Hold a Ctrl-C (or a SIGTERM) until the block ends, then raise it: what the block moves is
-    never left half moved (in the main thread, where Python takes signals)."""
-    caught = []
-    with signals_handled((signal.SIGINT, signal.SIGTERM), lambda signum, _: caught.append(signum)):
-        yield
-    if caught:
-        raise KeyboardInterrupt
 
 
 def swap_in(staging: Path, out: Path) -> None:

@@ -61,7 +61,7 @@ from trainer.engine.checkpoint import rng_state, set_rng_state
 from trainer.engine.loop import resolve_device
 from trainer.engine.step import Precision, cpu_has_bf16
 from trainer.engine.views import as_batch_tensor
-from trainer.files import atomic_write
+from trainer.files import atomic_write, interrupts_deferred
 from trainer.flags import non_negative_int, positive_int
 from trainer.search.supernet import (
     EDGES,
@@ -677,13 +677,14 @@ class _Search:
         }
         size = state.batch_size
         self.model.train()
-        bar = tqdm(
-            range(math.ceil(len(order_w) / size)),
-            desc=f"search {state.epoch + 1}/{self.total}",
-            unit="batch",
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
+        with interrupts_deferred():  # an interrupt inside tqdm's __init__ breaks its __del__
+            bar = tqdm(
+                range(math.ceil(len(order_w) / size)),
+                desc=f"search {state.epoch + 1}/{self.total}",
+                unit="batch",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
         for i in bar:
             w_batch = order_w[i * size : (i + 1) * size]
             pos = torch.arange(i * size, i * size + len(w_batch), device=device)
