@@ -197,18 +197,16 @@ def test_search_state_round_trips_through_a_safe_load(tmp_path):
     assert all(torch.equal(back.frozen[c], state.frozen[c]) for c in ("normal", "reduce"))
 
 
-def test_search_precision_keeps_narrow_supernets_contiguous(monkeypatch):
+def test_search_precision_keeps_narrow_supernets_contiguous_and_cpu_searches_fp32():
     from trainer.search import sgas
 
     cpu = torch.device("cpu")
     wide = sgas._precision(SGASConfig("fer2013", "x", "y", channels=16), cpu)
     assert (wide.dtype, wide.channels_last) == (None, True)  # amp is off by default
-    monkeypatch.setattr(sgas, "cpu_has_bf16", lambda: True)
     narrow = sgas._precision(SGASConfig("fer2013", "x", "y", channels=4, amp=True), cpu)
-    assert (narrow.dtype, narrow.channels_last) == (torch.bfloat16, False)
-    monkeypatch.setattr(sgas, "cpu_has_bf16", lambda: False)
-    emulated = sgas._precision(SGASConfig("fer2013", "x", "y", channels=16, amp=True), cpu)
-    assert emulated.dtype is None
+    assert (narrow.dtype, narrow.channels_last) == (None, False)
+    # the supernet's dil_conv ops break in CPU bf16 (trainer.engine.step), amp or not
+    assert "dil_conv" in sgas._precision(SGASConfig("fer2013", "x", "y", amp=True), cpu).why
 
 
 # ------------------------------------------------------------------ end to end

@@ -46,6 +46,25 @@ def test_precision_is_said_and_bf16_is_chosen_only_where_native():
     assert ("emulated" in forced.precision) != cpu_has_bf16()
 
 
+def test_networks_with_dilated_depthwise_convolutions_train_fp32_on_a_cpu():
+    """torch 2.14's oneDNN gives NaN bf16 weight gradients for these layers on a CPU (seen on
+    an AVX512-BF16 CPU: Auto-FERNet at L3 C4 went NaN in its first step), so bf16 is never used
+    for them there, even when asked for; a network without them keeps bf16."""
+    from fer_core.models import create_model
+    from trainer.engine.recipes import get_recipe
+    from trainer.engine.step import Precision, has_dilated_depthwise
+
+    recipe, cpu = get_recipe("cpu-fast"), torch.device("cpu")
+    afn, vgg = create_model("autofernet", layers=3, channels=4), create_model("vgg-fer-s")
+    assert has_dilated_depthwise(afn) and not has_dilated_depthwise(vgg)
+    for wanted in ("auto", "bf16"):
+        chosen = Precision.choose(recipe, cpu, wanted, afn)
+        assert chosen.dtype is None and "dilated depthwise" in chosen.describe()
+    assert Precision.choose(recipe, cpu, "bf16", vgg).dtype is torch.bfloat16
+    row = throughput("autofernet", batch_size=4, seconds=0.1, device="cpu", precision="bf16")
+    assert row.precision.startswith("fp32 (CPU bf16 gives NaN")
+
+
 @pytest.mark.parametrize("name", DEFAULT_MODELS)
 def test_baseline_feeds_what_the_project_path_feeds(name):
     from fer_core.models import get_spec

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fer_core.view import TTA
 from fer_core.zoo import INT8_TOLERANCE
-from trainer.files import signals_handled
+from trainer.files import progress_bar, signals_handled
 from trainer.flags import (
     int_at_least,
     key_value,
@@ -115,8 +115,6 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from fer_core.models import list_models
     from trainer.evaluation import latency
     from trainer.measure import benchmark
@@ -139,7 +137,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         )
         note = "torch eager in inference mode, onnxruntime CPU provider, untrained weights"
     rows = []
-    for name in (bar := tqdm(names, desc="benchmark", unit="model", file=sys.stderr)):
+    for name in (bar := progress_bar(names, desc="benchmark", unit="model", file=sys.stderr)):
         bar.set_postfix_str(name)
         rows.append(measure(name, threads=args.threads, seconds=args.seconds))
     _print_rows(rows, args.json, table, f"median of repeated runs after warm-up; {note}")
@@ -175,13 +173,11 @@ def _throughput_args(p: argparse.ArgumentParser) -> None:
 
 
 def _throughput(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from trainer.measure.throughput import DEFAULT_MODELS, format_table, throughput
 
     names = args.names or list(DEFAULT_MODELS)
     rows = []
-    for name in (bar := tqdm(names, desc="throughput", unit="model", file=sys.stderr)):
+    for name in (bar := progress_bar(names, desc="throughput", unit="model", file=sys.stderr)):
         bar.set_postfix_str(name)
         rows.append(
             throughput(

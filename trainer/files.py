@@ -1,7 +1,7 @@
 """Files the trainer writes: atomically (a temp file beside the target, then a rename), so an
 interrupted write never leaves a truncated file under the final name, with the permissions of
 any other file the user creates (mkstemp's 0600 relaxed to the umask's default); and the signal
-handling that keeps an interrupted verb's files whole."""
+handling that keeps an interrupted verb's files whole (and its progress bars whole)."""
 
 from __future__ import annotations
 
@@ -56,3 +56,12 @@ def interrupts_deferred() -> Iterator[None]:
         yield
     if caught:
         raise KeyboardInterrupt
+
+
+def progress_bar(*args, **kwargs):
+    """A tqdm bar built with interrupts held: a Ctrl-C or SIGTERM inside tqdm's __init__ leaves
+    a half-built bar whose __del__ prints a traceback after the one-line message."""
+    from tqdm import tqdm
+
+    with interrupts_deferred():
+        return tqdm(*args, **kwargs)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.files import progress_bar
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm")
 EMPTY_IMAGE = "empty image file (0 bytes)"
 UNREADABLE_IMAGE = "not a readable image (expected PNG, JPEG, BMP, TIFF or WebP)"
@@ -109,10 +111,8 @@ class Split:
 
     def materialize(self, size: int, channels: int, progress: bool = True) -> Split:
         """An in-memory copy with every image decoded and resized to size×size."""
-        from tqdm import tqdm
-
         out = np.empty((len(self), size, size) + (() if channels == 1 else (3,)), np.uint8)
-        for i in tqdm(range(len(self)), desc=f"decode {self.name}", disable=not progress):
+        for i in progress_bar(range(len(self)), desc=f"decode {self.name}", disable=not progress):
             out[i] = resize(self.decode(i, channels), size)
         return Split(
             self.name,

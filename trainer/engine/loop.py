@@ -41,7 +41,7 @@ from trainer.engine.recipes import Recipe
 from trainer.engine.rundir import claim_run_dir
 from trainer.engine.step import Plateau, Precision, Step, lr_at, make_optimizer
 from trainer.engine.views import View, logits_for, torch_forward
-from trainer.files import atomic_write, interrupts_deferred
+from trainer.files import atomic_write, progress_bar
 
 
 @dataclass
@@ -155,11 +155,12 @@ class Run:
             self.arch["overrides"].update(config.model_options)
             self.recipe = config.recipe
             self.view = view_of(self.arch, self.recipe)
-        self.precision = Precision.choose(self.recipe, self.device, config.precision)
         torch.manual_seed(self.seed)
         np.random.seed(self.seed)
         random.seed(self.seed)
-        self.model = self.precision.model(checkpoint.build_model(self.arch).to(self.device))
+        model = checkpoint.build_model(self.arch).to(self.device)
+        self.precision = Precision.choose(self.recipe, self.device, config.precision, model)
+        self.model = self.precision.model(model)
         self.optimizer = make_optimizer(self.model, self.recipe)
         self.plateau = Plateau()
         self.history: list[EpochRow] = []
@@ -257,8 +258,6 @@ class Run:
         )
 
     def epoch(self, epoch: int) -> tuple[EpochRow, Metrics]:
-        from tqdm import tqdm
-
         recipe, device = self.recipe, self.device
         gen_cpu = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         gen_dev = torch.Generator(device).manual_seed(self.seed * 1_000_003 + epoch)
@@ -278,15 +277,14 @@ class Run:
         seen = correct = 0
         loss_sum, lr = 0.0, recipe.lr
         t0 = time.perf_counter()
-        with interrupts_deferred():  # an interrupt inside tqdm's __init__ breaks its __del__
-            bar = tqdm(
-                self.train_data(order, recipe.batch_size),
-                total=steps,
-                unit="batch",
-                desc=f"epoch {epoch + 1}/{recipe.epochs}",
-                dynamic_ncols=True,
-                file=sys.stderr,
-            )
+        bar = progress_bar(
+            self.train_data(order, recipe.batch_size),
+            total=steps,
+            unit="batch",
+            desc=f"epoch {epoch + 1}/{recipe.epochs}",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         for i, (images, index) in enumerate(bar):
             lr = lr_at(recipe, epoch + i / steps, self.plateau)
             for g in self.optimizer.param_groups:

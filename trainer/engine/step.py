@@ -5,7 +5,11 @@ natively (CUDA with the recipe's `amp`; CPUs with AVX512-BF16 or AMX), fp32 else
 without native bf16 the emulation is slower than fp32. The loss, the gradients' clipping and the
 optimiser step stay fp32 (the parameters are fp32; autocast only casts the convolutions' inputs).
 Channels-last memory where the recipe asks for it, and always with CPU bf16, where oneDNN's
-blocked bf16 kernels want it (measured: `python -m trainer throughput`).
+blocked bf16 kernels want it (measured: `python -m trainer throughput`). A network with dilated
+depthwise convolutions (Auto-FERNet's dil_conv) trains in fp32 on a CPU: torch 2.14's oneDNN
+computes their bf16 channels-last weight gradients as NaN for some shapes (a 4-channel 5×5
+dilation-2 convolution on 32 × 44 × 44 does so every time), and NCHW bf16 is slower than fp32
+channels-last (87 against 96 images/s for Auto-FERNet L8 C16 on two threads).
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ def cpu_has_bf16() -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
+def has_dilated_depthwise(model: nn.Module) -> bool:
+    """True where `model` has a grouped, dilated convolution: the layer whose bf16 backward on a
+    CPU is broken (module docstring)."""
+    return any(
+        isinstance(m, nn.Conv2d) and m.groups > 1 and max(m.dilation) > 1 for m in model.modules()
+    )
+
+
 @dataclass(frozen=True)
 class Precision:
     dtype: torch.dtype | None  # autocast dtype; None = fp32 throughout
@@ -56,9 +68,16 @@ class Precision:
         return f"{self.name} ({self.why}), {memory}"
 
     @classmethod
-    def choose(cls, recipe: Recipe, device: torch.device, wanted: str = "auto") -> Precision:
+    def choose(
+        cls,
+        recipe: Recipe,
+        device: torch.device,
+        wanted: str = "auto",
+        model: nn.Module | None = None,
+    ) -> Precision:
         """`wanted`: auto (bf16 where native), bf16 (also where a CPU only emulates it — slower,
-        for checking accuracy), fp32."""
+        for checking accuracy), fp32. `model`, where given, is checked for layers whose CPU bf16
+        backward is broken (then fp32, whatever was wanted)."""
         if wanted not in PRECISIONS:
             raise ValueError(f"--precision {wanted!r}: expected one of {', '.join(PRECISIONS)}")
         if device.type == "cuda":
@@ -70,8 +89,11 @@ class Precision:
         else:
             native = cpu_has_bf16()
             use = wanted == "bf16" or (wanted == "auto" and native)
+            broken = use and model is not None and has_dilated_depthwise(model)
+            use = use and not broken
             why = (
                 "asked for" if wanted == "fp32"
+                else "CPU bf16 gives NaN gradients in dilated depthwise convolutions" if broken
                 else "the CPU has AVX512-BF16/AMX" if native
                 else "emulated: this CPU lacks AVX512-BF16/AMX, slower than fp32" if use
                 else "the CPU lacks AVX512-BF16/AMX"

@@ -10,6 +10,7 @@ import torch
 
 from fer_core.view import GREY_WEIGHTS, InputView
 from trainer.engine.augment import center, ten_crop, warp
+from trainer.files import progress_bar
 
 View = InputView  # the trainer's name for it in signatures
 
@@ -63,12 +64,12 @@ def logits_for(
     progress: str | None = None,
 ) -> np.ndarray:
     """Mean logits over the view's test-time views for every image, in order."""
-    from tqdm import tqdm
-
     data = images if isinstance(images, torch.Tensor) else as_batch_tensor(images)
     out = []
     starts = range(0, len(data), batch_size)
-    for start in tqdm(starts, desc=progress, disable=progress is None, unit="batch", leave=False):
+    for start in progress_bar(
+        starts, desc=progress, disable=progress is None, unit="batch", leave=False
+    ):
         batch = data[start : start + batch_size].to(device, non_blocking=True)
         views = inputs(view, batch)
         out.append(torch.stack([forward(v).float() for v in views]).mean(0).cpu())

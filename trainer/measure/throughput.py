@@ -213,7 +213,7 @@ def throughput(
     dev = resolve_device(device) if isinstance(device, str) else device
     chosen = get_recipe(recipe or FAMILY_RECIPE[get_spec(name).family])
     chosen = chosen.override(tencrop_train=False)  # one crop per image on both paths
-    how = Precision.choose(chosen, dev, precision)
+    how = Precision.choose(chosen, dev, precision, create_model(name))
     view = view_of({"model": name}, chosen)
     size = chosen.train_size or view.size
     images, labels = synthetic_data()

@@ -59,9 +59,9 @@ from trainer.data import read_dataset
 from trainer.engine.augment import Augment
 from trainer.engine.checkpoint import rng_state, set_rng_state
 from trainer.engine.loop import resolve_device
-from trainer.engine.step import Precision, cpu_has_bf16
+from trainer.engine.step import Precision
 from trainer.engine.views import as_batch_tensor
-from trainer.files import atomic_write, interrupts_deferred
+from trainer.files import atomic_write, progress_bar
 from trainer.flags import non_negative_int, positive_int
 from trainer.search.supernet import (
     EDGES,
@@ -416,18 +416,19 @@ def _open_state(config: SGASConfig, resume: bool) -> tuple[SGASConfig, dict[str,
 
 
 def _precision(config: SGASConfig, device: torch.device) -> Precision:
-    """bf16 autocast only with `amp` and where the hardware computes bf16 natively (the
+    """bf16 autocast only with `amp` and on a GPU that computes bf16 natively (the
     supernet is launch-bound, so `amp` is off by default). Channels-last on CPU, where it makes
     oneDNN's depthwise/dilated convolutions several times faster — but torch 2.14's CPU backward
     of a channels-last 1×1 stride-2 conv with < 8 input channels corrupts the heap, so narrow
-    test-sized supernets stay contiguous."""
+    test-sized supernets stay contiguous; and its CPU bf16 backward of the dilated depthwise
+    convolutions gives NaN (`trainer.engine.step`), so a CPU search stays fp32."""
     channels_last = device.type == "cpu" and config.channels >= 8
     if not config.amp:
         return Precision(None, channels_last, "amp off")
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return Precision(torch.bfloat16, channels_last, "CUDA autocast")
-    if device.type == "cpu" and cpu_has_bf16():
-        return Precision(torch.bfloat16, channels_last, "the CPU has AVX512-BF16/AMX")
+    if device.type == "cpu":
+        return Precision(None, channels_last, "amp: CPU bf16 breaks dil_conv's backward")
     return Precision(None, channels_last, f"amp: no native bf16 on {device.type}")
 
 
@@ -660,8 +661,6 @@ class _Search:
         """One pass over the weight half, each weight step after an α step on an α-half batch
         (the α half recycled when it is the smaller); shuffles and augmentation are drawn from
         generators seeded by the epoch, so a resumed search repeats them."""
-        from tqdm import tqdm
-
         config, state, device = self.config, self.state, self.device
         epoch = _Epoch(_cosine(config, state.epoch, self.total))
         for g in self.w_opt.param_groups:
@@ -677,14 +676,13 @@ class _Search:
         }
         size = state.batch_size
         self.model.train()
-        with interrupts_deferred():  # an interrupt inside tqdm's __init__ breaks its __del__
-            bar = tqdm(
-                range(math.ceil(len(order_w) / size)),
-                desc=f"search {state.epoch + 1}/{self.total}",
-                unit="batch",
-                dynamic_ncols=True,
-                file=sys.stderr,
-            )
+        bar = progress_bar(
+            range(math.ceil(len(order_w) / size)),
+            desc=f"search {state.epoch + 1}/{self.total}",
+            unit="batch",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         for i in bar:
             w_batch = order_w[i * size : (i + 1) * size]
             pos = torch.arange(i * size, i * size + len(w_batch), device=device)

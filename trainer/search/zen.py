@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from fer_core.models.structure import Structure
-from trainer.files import interrupts_deferred
+from trainer.files import progress_bar
 from trainer.flags import key_value
 from trainer.search.evolution import (
     SPACES,
@@ -559,14 +559,12 @@ class _Search:
 
     def run(self) -> ZenSearchResult:
         import torch
-        from tqdm import tqdm
 
         c = self.config
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(c.threads)
         self.out.mkdir(parents=True, exist_ok=True)
-        with interrupts_deferred():  # an interrupt inside tqdm's __init__ breaks its __del__
-            bar = tqdm(total=c.iterations, initial=self.iteration, desc="zen", unit="it")
+        bar = progress_bar(total=c.iterations, initial=self.iteration, desc="zen", unit="it")
         start = time.perf_counter()
         base_wall = self.wall_s
         snapshot = (self.iteration, self.rng.bit_generator.state)

@@ -1,12 +1,12 @@
 #!/bin/bash
-# One device call: unpack FER2013, then side by side on the GPU: the ensemble-3 distillation
-# resumed to its 80 epochs, and the augmentation lever (photometric, geometric, both) against
-# the seed-2 control of the first pass (same recipe, seed and epochs); bundle what comes back.
+# One device call: unpack FER2013, then side by side on the GPU the augmentation lever
+# (photometric, geometric, both) against the seed-2 control of the first pass (same recipe, seed
+# and epochs); bundle what comes back. (The ensemble-3 distillation it also resumed finished on
+# the CPU on 2026-12-04.)
 # DRY=1: the same commands on the CPU with tiny settings (a local check of the flags).
 # Before it: pack FER2013 (`python trainer/runs/h200-pass/pack.py FER2013.csv.gz .gpu/partA.npz
-# .gpu/partB.npz 17944`), stop the CPU run and copy its last.pt and teacher-logits.pt into
-# .gpu/distil/, `stash.sh stash`; call 1 carries .gpu/partA.npz and moves it to /root/fer; call 2
-# (within the 30 s the machine stays warm) carries .gpu/partB.npz and .gpu/distil and runs this
+# .gpu/partB.npz 17944`), `stash.sh stash`; call 1 carries .gpu/partA.npz and moves it to
+# /root/fer; call 2 (within the 30 s the machine stays warm) carries .gpu/partB.npz and runs this
 # script; after it `stash.sh restore`, untar the returned parts over the tree.
 set -u
 export PYTHONUNBUFFERED=1
@@ -24,24 +24,18 @@ if [ ! -s $D/fer2013.csv ] && [ ! -s $D/fer2013.csv.gz ]; then
   $PY trainer/runs/h200-pass/unpack.py "$A" .gpu/partB.npz $D/fer2013.csv || exit 5
   md5sum $D/fer2013.csv
 fi
-if [ -d .gpu/distil ]; then  # the CPU run's checkpoint and its cached teacher scores
-  mkdir -p $R/vgg-fer-s-distil-ens3 && cp .gpu/distil/* $R/vgg-fer-s-distil-ens3/
-fi
 step() { local name=$1; shift; local t=$(left); [ $t -gt 15 ] || { echo "$name skipped" >> $LOGS/rc.txt; return 1; }
   timeout -k 15 $t "$PY" -m trainer "$@" > $LOGS/$name.log 2>&1; local rc=$?
   echo "$name $rc" >> $LOGS/rc.txt; return $rc; }
 VGG="--model vgg-fer-s --recipe cpu-fast --seed 2 $EP $DATA $DEV"
 PHOTO="--brightness 0.4 --contrast 0.4 --gamma 0.5 --blur 1.2 --blur-p 0.3 --noise 0.05"
 GEO="--rotate 20 --zoom 0.8 1.25 --shift 0.15 --shear 10 --stretch 0.15"
-if [ "${DRY:-0}" != 1 ]; then
-  step distil train --resume --out $R/vgg-fer-s-distil-ens3 $DATA $DEV &
-fi
 step photo train $VGG $PHOTO --out $R/vgg-fer-s-photo &
 step geo train $VGG $GEO --out $R/vgg-fer-s-geo &
 step strong train --model vgg-fer-s --recipe cpu-strong --seed 2 $EP $DATA $DEV --out $R/vgg-fer-s-strong &
 wait
 echo "== done training $(date -u +%T), left $(left) s"; cat $LOGS/rc.txt
-for j in distil photo geo strong; do tail -c 400 $LOGS/$j.log 2>/dev/null | tr '\r' '\n' | tail -2; done
+for j in photo geo strong; do tail -c 400 $LOGS/$j.log 2>/dev/null | tr '\r' '\n' | tail -2; done
 $PY trainer/runs/h200-pass-2/bundle.py "$OUT" $LOGS/rc.txt $R \
-  distil=vgg-fer-s-distil-ens3 strong=vgg-fer-s-strong photo=vgg-fer-s-photo geo=vgg-fer-s-geo
+  strong=vgg-fer-s-strong photo=vgg-fer-s-photo geo=vgg-fer-s-geo
 ls -la "$OUT"
