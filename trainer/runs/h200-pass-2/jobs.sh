@@ -1,8 +1,8 @@
 #!/bin/bash
 # One device call: unpack FER2013, then side by side on the GPU the augmentation lever
-# (photometric, geometric, both) against the seed-2 control of the first pass (same recipe, seed
-# and epochs); bundle what comes back. (The ensemble-3 distillation it also resumed finished on
-# the CPU on 2026-12-04.)
+# (geometric, and both; the photometric arm ran on the CPU) against the seed-2 control of the
+# first pass (same recipe, seed and epochs); bundle what comes back. (The ensemble-3
+# distillation it also resumed finished on the CPU on 2026-12-04.)
 # DRY=1: the same commands on the CPU with tiny settings (a local check of the flags).
 # Before it: pack FER2013 (`python trainer/runs/h200-pass/pack.py FER2013.csv.gz .gpu/partA.npz
 # .gpu/partB.npz 17944`), `stash.sh stash`; call 1 carries .gpu/partA.npz and moves it to
@@ -28,14 +28,12 @@ step() { local name=$1; shift; local t=$(left); [ $t -gt 15 ] || { echo "$name s
   timeout -k 15 $t "$PY" -m trainer "$@" > $LOGS/$name.log 2>&1; local rc=$?
   echo "$name $rc" >> $LOGS/rc.txt; return $rc; }
 VGG="--model vgg-fer-s --recipe cpu-fast --seed 2 $EP $DATA $DEV"
-PHOTO="--brightness 0.4 --contrast 0.4 --gamma 0.5 --blur 1.2 --blur-p 0.3 --noise 0.05"
 GEO="--rotate 20 --zoom 0.8 1.25 --shift 0.15 --shear 10 --stretch 0.15"
-step photo train $VGG $PHOTO --out $R/vgg-fer-s-photo &
 step geo train $VGG $GEO --out $R/vgg-fer-s-geo &
 step strong train --model vgg-fer-s --recipe cpu-strong --seed 2 $EP $DATA $DEV --out $R/vgg-fer-s-strong &
 wait
 echo "== done training $(date -u +%T), left $(left) s"; cat $LOGS/rc.txt
-for j in photo geo strong; do tail -c 400 $LOGS/$j.log 2>/dev/null | tr '\r' '\n' | tail -2; done
+for j in geo strong; do tail -c 400 $LOGS/$j.log 2>/dev/null | tr '\r' '\n' | tail -2; done
 $PY trainer/runs/h200-pass-2/bundle.py "$OUT" $LOGS/rc.txt $R \
-  strong=vgg-fer-s-strong photo=vgg-fer-s-photo geo=vgg-fer-s-geo
+  strong=vgg-fer-s-strong geo=vgg-fer-s-geo
 ls -la "$OUT"
