@@ -3,9 +3,11 @@ one batch for all faces of a frame, on a backend: onnxruntime (CPU), or torch (C
 where the package holds `model.pt`.
 
 The card's view is applied in one affine warp per face: frame → the dataset's face square
-(eyes level, `fer_core.faces.FRAMINGS`) → its centre `crop.fraction` → `input_size`, sampled
-bilinearly at pixel centres with the border replicated, exactly as the trainer's evaluation
-view samples a stored face (so a stored FER2013 face gives the trainer's logits).
+(eyes level, `fer_core.faces.FRAMINGS`) → its centre `crop.fraction` → `input_size`, with the
+border replicated (`fer_core.geometry.warp`). A face larger than the input is area-averaged, as
+the training data's faces were shrunk; a stored face at the network's own scale is sampled
+bilinearly at pixel centres, exactly as the trainer's evaluation view samples it (so a stored
+FER2013 face gives the trainer's logits).
 """
 
 from __future__ import annotations

@@ -78,11 +78,11 @@ BLENDSHAPES = (
     "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
     "noseSneerLeft", "noseSneerRight",
 )  # fmt: skip
-LANDMARK_SIDE = 256
+LANDMARK_SIDE = 256  # pixels of the square the landmarker sees around each face
 # LiteRT warns, once per process, the first time an input buffer is not aligned as it wants
 # (MediaPipe copies the picture, so the alignment is not ours to choose): a few warm-up runs
 # while the logs are quiet make that first time all but certain to fall inside them
-WARM_UP_RUNS = 8  # pixels of the square the landmarker sees around each face
+WARM_UP_RUNS = 8
 
 
 @contextmanager

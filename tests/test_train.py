@@ -288,3 +288,25 @@ def test_model_options_reach_the_builder_and_the_checkpoint(tiny_fer2013, tmp_pa
     bad = ["--model-option", "depth=3"]
     assert main(["train", "--model", "vgg-fer-s", *bad, *flags, "--out", str(tmp_path / "b")]) == 2
     assert "model 'vgg-fer-s' with options" in capsys.readouterr().err
+
+
+def test_watch_test_records_the_test_split_without_choosing_on_it(tiny_fer2013, tmp_path):
+    """`--watch-test`: the test split's top-1 after every epoch in test-watch.csv (mirror view),
+    kept across a resume; best.pt is still chosen on validation alone."""
+    from trainer.cli import main
+    from trainer.evaluation.watch import TestWatch
+
+    torch.set_num_threads(1)
+    out = tmp_path / "watched"
+    data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
+    flags = [*data, "--recipe", "cpu-fast", "--batch-size", "32", "--max-images", "96"]
+    assert main(["train", "--model", "vgg-fer-s", *flags, "--epochs", "1", "--watch-test",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert main(["train", "--resume", *data, "--epochs", "2", "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "test-watch.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    state = checkpoint.load(out / "last.pt")
+    watch = TestWatch.from_state(state.callbacks["test_watch"])
+    assert [r["test_top1"] for r in watch.rows] == [float(r["test_top1"]) for r in rows]
+    history = state.history
+    assert state.best["epoch"] == max(history, key=lambda r: r.val_top1).epoch

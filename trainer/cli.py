@@ -316,6 +316,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     _teacher_flag(p)
     p.add_argument(
+        "--watch-test",
+        action="store_true",
+        help="record the test split's top-1 (mirror view) after every epoch in test-watch.csv, "
+        "never used to choose: the 'best test epoch' figure some papers report, for comparison",
+    )
+    p.add_argument(
         "--model-option",
         action="append",
         type=key_value,
@@ -438,7 +444,7 @@ def _train(args: argparse.Namespace) -> int:
             model_options=dict(args.model_option),
             max_images=args.max_images,
         )
-        callbacks = standard_callbacks(args.teacher)
+        callbacks = standard_callbacks(args.teacher, watch_test=args.watch_test)
     dataset = _read_dataset(args)
     if args.add_repeat != 1 and not args.add_data:
         raise ValueError("--add-repeat: only with --add-data")
@@ -489,7 +495,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "--live",
         action="store_true",
         help="a package only: also put each face through the live engine (detector, aligned "
-        "crop) and compare with its stored crop",
+        "crop) and compare with its stored crop. It checks the framing, not the resampling: "
+        "stored faces are upscaled into the scene, so they hold no detail finer than the "
+        "network's pixels (tests/test_resampling.py checks faces larger than the input)",
     )
 
 

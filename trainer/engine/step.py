@@ -5,11 +5,11 @@ natively (CUDA with the recipe's `amp`; CPUs with AVX512-BF16 or AMX), fp32 else
 without native bf16 the emulation is slower than fp32. The loss, the gradients' clipping and the
 optimiser step stay fp32 (the parameters are fp32; autocast only casts the convolutions' inputs).
 Channels-last memory where the recipe asks for it, and always with CPU bf16, where oneDNN's
-blocked bf16 kernels want it (measured: `python -m trainer throughput`). A network with dilated
-depthwise convolutions (Auto-FERNet's dil_conv) trains in fp32 on a CPU: torch 2.14's oneDNN
-computes their bf16 channels-last weight gradients as NaN for some shapes (a 4-channel 5×5
-dilation-2 convolution on 32 × 44 × 44 does so every time), and NCHW bf16 is slower than fp32
-channels-last (87 against 96 images/s for Auto-FERNet L8 C16 on two threads).
+blocked bf16 kernels want it (measured: `python -m trainer throughput`). In a network with
+dilated depthwise convolutions (Auto-FERNet's dil_conv), those layers alone run in fp32 inside
+CPU bf16 autocast (`Fp32Conv2d`): torch 2.14's oneDNN computes their bf16 channels-last weight
+gradients as NaN for some shapes (a 4-channel 5×5 dilation-2 convolution on 32 × 44 × 44 does so
+every time), while the rest of the network keeps bf16's speed.
 """
 
 from __future__ import annotations
@@ -45,12 +45,31 @@ def cpu_has_bf16() -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
+def _dilated_depthwise(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) and m.groups > 1 and max(m.dilation) > 1
+
+
 def has_dilated_depthwise(model: nn.Module) -> bool:
     """True where `model` has a grouped, dilated convolution: the layer whose bf16 backward on a
     CPU is broken (module docstring)."""
-    return any(
-        isinstance(m, nn.Conv2d) and m.groups > 1 and max(m.dilation) > 1 for m in model.modules()
-    )
+    return any(_dilated_depthwise(m) for m in model.modules())
+
+
+class Fp32Conv2d(nn.Conv2d):
+    """A convolution that computes in fp32 inside an autocast region (its input cast up, its
+    output fp32): the same parameters and state-dict keys as the `nn.Conv2d` it replaces."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+def dilated_depthwise_in_fp32(model: nn.Module) -> nn.Module:
+    """`model` with each grouped, dilated `nn.Conv2d` turned into an `Fp32Conv2d` in place."""
+    for m in model.modules():
+        if type(m) is nn.Conv2d and _dilated_depthwise(m):
+            m.__class__ = Fp32Conv2d  # same fields, another forward: weights stay where they are
+    return model
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,7 @@ class Precision:
     dtype: torch.dtype | None  # autocast dtype; None = fp32 throughout
     channels_last: bool
     why: str
+    fp32_dilated: bool = False  # dilated depthwise convolutions in fp32 (CPU bf16)
 
     @property
     def name(self) -> str:
@@ -77,7 +97,7 @@ class Precision:
     ) -> Precision:
         """`wanted`: auto (bf16 where native), bf16 (also where a CPU only emulates it — slower,
         for checking accuracy), fp32. `model`, where given, is checked for layers whose CPU bf16
-        backward is broken (then fp32, whatever was wanted)."""
+        backward is broken: those then run in fp32 (`model()` sets them up)."""
         if wanted not in PRECISIONS:
             raise ValueError(f"--precision {wanted!r}: expected one of {', '.join(PRECISIONS)}")
         if device.type == "cuda":
@@ -89,19 +109,23 @@ class Precision:
         else:
             native = cpu_has_bf16()
             use = wanted == "bf16" or (wanted == "auto" and native)
-            broken = use and model is not None and has_dilated_depthwise(model)
-            use = use and not broken
             why = (
                 "asked for" if wanted == "fp32"
-                else "CPU bf16 gives NaN gradients in dilated depthwise convolutions" if broken
                 else "the CPU has AVX512-BF16/AMX" if native
                 else "emulated: this CPU lacks AVX512-BF16/AMX, slower than fp32" if use
                 else "the CPU lacks AVX512-BF16/AMX"
             )  # fmt: skip
         bf16_cpu = use and device.type == "cpu"
-        return cls(torch.bfloat16 if use else None, recipe.channels_last or bf16_cpu, why)
+        islands = bf16_cpu and model is not None and has_dilated_depthwise(model)
+        if islands:
+            why += "; dilated depthwise convolutions in fp32: their CPU bf16 gradients are NaN"
+        return cls(
+            torch.bfloat16 if use else None, recipe.channels_last or bf16_cpu, why, islands
+        )
 
     def model(self, model: nn.Module) -> nn.Module:
+        if self.fp32_dilated:
+            dilated_depthwise_in_fp32(model)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def input(self, x: torch.Tensor) -> torch.Tensor:

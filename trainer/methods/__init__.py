@@ -7,20 +7,25 @@ from typing import Any
 
 from trainer.engine.callbacks import Callback
 from trainer.evaluation.plots import Curves
+from trainer.evaluation.watch import TestWatch
 from trainer.methods.distill import Distill
 from trainer.methods.relabel import Relabel, Snapshots
 
 # callbacks that keep state in a run's checkpoints, by key: what a resume rebuilds
-STATEFUL: dict[str, Any] = {cls.key: cls for cls in (Relabel, Snapshots, Distill)}
+STATEFUL: dict[str, Any] = {cls.key: cls for cls in (Relabel, Snapshots, Distill, TestWatch)}
 
 
-def standard_callbacks(teachers: list[str] | None = None, snapshots: bool = True) -> list[Callback]:
+def standard_callbacks(
+    teachers: list[str] | None = None, snapshots: bool = True, watch_test: bool = False
+) -> list[Callback]:
     """What a run gets: its curves, the snapshots relabel training starts from (not in relabel
-    training itself), and distillation when teachers are named."""
+    training itself), distillation when teachers are named, and the test split's record when
+    asked (`--watch-test`)."""
     return [
         Curves(),
         *([Snapshots()] if snapshots else []),
         *([Distill(teachers)] if teachers else []),
+        *([TestWatch()] if watch_test else []),
     ]
 
 
