@@ -105,6 +105,37 @@ def test_package_reproduces_its_card_and_matches_the_checkpoint(package, tiny_ru
     assert files["confusion"].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_checkpoints_and_cards_record_the_software_that_made_them(package, tmp_path):
+    """Provenance: each training session's versions and commit in the checkpoint, the export's
+    in the card; `evaluate` warns when it reproduces a card figure under other versions."""
+    import platform
+    import shutil
+    from importlib import metadata
+
+    from trainer.evaluation.evaluate import software_warning
+
+    result, dataset = package
+    record = json.loads((result.path / "card.json").read_text())["train"]["provenance"]
+    (session,) = record["training"]
+    assert session["from_epoch"] == 1 and session["torch"] == metadata.version("torch")
+    assert session["python"] == platform.python_version() and "clean" in session
+    exported = record["export"]
+    assert exported["onnx_opset"] >= 17 and exported["onnxruntime"]
+    assert len(exported["commit"] or "0" * 40) == 40
+    onnx = evaluate(load_predictor(result.path), dataset, "PrivateTest")
+    assert software_warning(onnx) is None  # the same software as the export
+
+    copy = tmp_path / "older"
+    shutil.copytree(result.path, copy)
+    card = json.loads((copy / "card.json").read_text())
+    card["train"]["provenance"]["export"]["onnxruntime"] = "0.1.0"
+    (copy / "card.json").write_text(json.dumps(card))
+    again = evaluate(load_predictor(copy), dataset, "PrivateTest")
+    warning = software_warning(again)
+    assert warning.startswith(f"warning: {copy}/card.json measured fer2013/test under other")
+    assert "onnxruntime 0.1.0 → " in warning
+
+
 def test_altered_package_is_refused(package, tmp_path):
     import shutil
 

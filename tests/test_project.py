@@ -36,3 +36,18 @@ def test_ci_runs_the_readme_test_command():
     command = re.search(r"^TEST_COMMAND='(.+)'$", ci, re.M)
     assert command, ".ci/run must define TEST_COMMAND"
     assert command.group(1) in readme
+
+
+def test_the_app_install_leaves_out_what_the_app_never_reads():
+    """The wheel holds the packages' ONNX models and cards, not their torch weights or pictures
+    (setuptools' exclude-package-data, matched per file under `assets/`)."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    excluded = config["exclude-package-data"]["assets"]
+    assets = ROOT / "assets"
+    files = [p.relative_to(assets).as_posix() for p in assets.rglob("*") if p.is_file()]
+    left_out = {f for f in files if any(fnmatch.fnmatch(f, pattern) for pattern in excluded)}
+    assert {f for f in files if f.endswith(("model.pt", ".png"))} == left_out
+    assert any(f.endswith("model.onnx") for f in files)

@@ -32,7 +32,9 @@ def test_an_upright_shrink_is_the_area_average(shrink):
     x0, y0, n = 30, 50, 40
     m = np.array([[1 / shrink, 0, -x0 / shrink], [0, 1 / shrink, -y0 / shrink]])
     side = round(n * shrink)
-    reference = cv2.resize(frame[y0 : y0 + side, x0 : x0 + side], (n, n), interpolation=cv2.INTER_AREA)
+    reference = cv2.resize(
+        frame[y0 : y0 + side, x0 : x0 + side], (n, n), interpolation=cv2.INTER_AREA
+    )
     out = warp(frame, m, (n, n)).astype(float)
     # one bilinear sample a pixel (the path before area averaging) is 10.7–16.3 grey levels off
     assert np.abs(out - reference).mean() < 1.0

@@ -310,3 +310,5 @@ def test_watch_test_records_the_test_split_without_choosing_on_it(tiny_fer2013, 
     assert [r["test_top1"] for r in watch.rows] == [float(r["test_top1"]) for r in rows]
     history = state.history
     assert state.best["epoch"] == max(history, key=lambda r: r.val_top1).epoch
+    # each session of the run says what software ran it
+    assert [s["from_epoch"] for s in state.provenance] == [1, 2]

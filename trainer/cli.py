@@ -502,7 +502,12 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trainer.evaluation.evaluate import evaluate, load_predictor, write_report
+    from trainer.evaluation.evaluate import (
+        evaluate,
+        load_predictor,
+        software_warning,
+        write_report,
+    )
 
     _set_threads(args)
     if args.live:
@@ -513,6 +518,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--record: {args.model} is a checkpoint; it writes into package cards")
     result = evaluate(predictor, dataset, args.split, args.tta)
     print(json.dumps(asdict(result), indent=2) if args.json else result.report())
+    warning = software_warning(result)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.record:
         from trainer.export.package import record_transfer
 

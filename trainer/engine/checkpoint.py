@@ -76,6 +76,8 @@ class Checkpoint:
     val_metrics: dict[str, Any] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)  # the plateau schedule's state
     callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # by callback key
+    # one entry per session of the run: `from_epoch` (1-based) and `trainer.provenance.collect()`
+    provenance: list[dict[str, Any]] = field(default_factory=list)
     optimizer: dict[str, Any] | None = None  # with `rng`: only in resumable checkpoints
     rng: dict[str, Any] | None = None
     format: str = FORMAT

@@ -42,6 +42,7 @@ from trainer.engine.rundir import claim_run_dir
 from trainer.engine.step import Plateau, Precision, Step, lr_at, make_optimizer
 from trainer.engine.views import View, logits_for, torch_forward
 from trainer.files import atomic_write, progress_bar
+from trainer.provenance import collect
 
 
 @dataclass
@@ -165,6 +166,7 @@ class Run:
         self.plateau = Plateau()
         self.history: list[EpochRow] = []
         self.start_epoch, self.best = 0, {"epoch": -1, "top1": -1.0}
+        self.provenance = list(prior.provenance) if prior else []
         self.init = prior.init if prior else config.init
         python = "trainer.engine.loop.train() called from Python"
         self.command = prior.command if prior else config.command or python
@@ -244,6 +246,7 @@ class Run:
             self._setup()
             for cb in self.callbacks:
                 cb.on_fit_start(self)  # may refuse the run: before it is announced
+            self.provenance.append({"from_epoch": self.start_epoch + 1, **collect()})
             print(
                 f"training {self.arch['model']} on {self.data_record.name}: "
                 f"{len(self.train_data)} images, {self.precision.describe()}, "
@@ -369,6 +372,7 @@ class Run:
             val_metrics=asdict(val),
             schedule=asdict(self.plateau),
             callbacks={cb.key: cb.state_dict() for cb in self.callbacks if cb.key},
+            provenance=self.provenance,
             optimizer=self.optimizer.state_dict(),
             rng=checkpoint.rng_state(),
         )

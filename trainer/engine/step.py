@@ -119,9 +119,7 @@ class Precision:
         islands = bf16_cpu and model is not None and has_dilated_depthwise(model)
         if islands:
             why += "; dilated depthwise convolutions in fp32: their CPU bf16 gradients are NaN"
-        return cls(
-            torch.bfloat16 if use else None, recipe.channels_last or bf16_cpu, why, islands
-        )
+        return cls(torch.bfloat16 if use else None, recipe.channels_last or bf16_cpu, why, islands)
 
     def model(self, model: nn.Module) -> nn.Module:
         if self.fp32_dilated:

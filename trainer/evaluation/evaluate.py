@@ -211,6 +211,32 @@ def confusion_picture(evaluation: Evaluation, path: str | Path, name: str | None
     return confusion(m.confusion, m.labels, path, title)
 
 
+def card_key(evaluation: Evaluation) -> str:
+    """Where a card keeps this evaluation's figures: `ckplus/all`, `fer2013/test/int8`."""
+    key = f"{evaluation.dataset}/{evaluation.split.split()[0]}"
+    return key + ("/int8" if evaluation.precision == "int8" else "")
+
+
+def software_warning(evaluation: Evaluation) -> str | None:
+    """A line for an evaluation that reproduces a package card's own figure under software
+    other than the export's (`trainer.provenance`): figures may then move in the last digits."""
+    if evaluation.backend != "onnxruntime":
+        return None
+    from fer_core.zoo import load_package
+    from trainer.provenance import differences
+
+    card = load_package(evaluation.source).card
+    key = card_key(evaluation)
+    recorded = card.train.get("provenance", {}).get("export")
+    changed = differences(recorded) if key in card.metrics and recorded else []
+    if not changed:
+        return None
+    return (
+        f"warning: {evaluation.source}/card.json measured {key} under other software "
+        f"({', '.join(changed)}): its figures may differ from these in the last digits"
+    )
+
+
 def as_card_metrics(evaluation: Evaluation) -> dict[str, Any]:
     m = evaluation.metrics
     return {

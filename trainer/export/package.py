@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fer_core.zoo import CARD, FILES, FORMAT, INT8_TOLERANCE, PackageError
+from trainer import provenance
 from trainer.engine.checkpoint import Checkpoint
 from trainer.engine.views import inputs
 from trainer.files import atomic_write, interrupts_deferred
@@ -411,6 +412,8 @@ def train_record(state: Checkpoint) -> dict:
         "teachers": state.callbacks.get("distill", {}).get("teachers", []),
         # what k-fold fine-tuning from the package keeps (`checkpoint.load_weights`)
         "views": _plain(state.views),
+        # the software of each training session (`trainer.provenance`; the card adds the export's)
+        "provenance": {"training": state.provenance},
     }
 
 
@@ -425,6 +428,8 @@ def _card(identity: PackageIdentity, model, view, files: list[Path], parity: Par
     complexity = measure(model, (view.channels, view.size, view.size))
     # a mixed run (`fer2013+ckplus`) is framed as its base, which the added faces were sized into
     data = identity.train["dataset"].split("+")[0]
+    made = identity.train.get("provenance", {})
+    exported = {**provenance.collect(), "onnx_opset": OPSET}
     return {
         "format": FORMAT,
         "name": identity.name,
@@ -440,7 +445,7 @@ def _card(identity: PackageIdentity, model, view, files: list[Path], parity: Par
         "params": complexity.params,
         "macs": complexity.macs,
         "architecture": identity.architecture,
-        "train": identity.train,
+        "train": {**identity.train, "provenance": {**made, "export": exported}},
         "sha256": {f.name: sha256(f) for f in files},
         "extra": {"parity": asdict(parity)},
     }
@@ -477,10 +482,9 @@ def _score(
 def card_metric(evaluation, transfer: bool = False) -> tuple[str, dict]:
     """An evaluation as a card's metrics entry: its key (`ckplus/all`, `fer2013/test/int8`)
     and its figures, marked as a direct transfer where the model never trained on the data."""
-    from trainer.evaluation.evaluate import as_card_metrics
+    from trainer.evaluation.evaluate import as_card_metrics, card_key
 
-    key = f"{evaluation.dataset}/{evaluation.split.split()[0]}"
-    key += "/int8" if evaluation.precision == "int8" else ""
+    key = card_key(evaluation)
     metric = as_card_metrics(evaluation)
     if transfer:
         metric["transfer"] = "direct: never trained on"
