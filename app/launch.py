@@ -72,14 +72,18 @@ def check_model(spec: str) -> str | None:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    for given, check in ((args.source, check_source), (args.model, check_model)):
+    forget_opencv_qt()  # before PySide6 is imported (app.settings)
+    from app.settings import check_settings
+
+    checks = ((args.source, check_source), (args.model, check_model),
+              (args.settings, check_settings))  # fmt: skip
+    for given, check in checks:
         if given and (problem := check(given)):
             print(f"error: {problem}", file=sys.stderr)
             return 2
     if args.screenshot and not args.frames:
         print("error: --screenshot needs --frames N (when to take it)", file=sys.stderr)
         return 2
-    forget_opencv_qt()
     if cannot := display_problem():
         print(f"error: {cannot}", file=sys.stderr)
         return 2

@@ -1,13 +1,22 @@
 """What the app remembers between launches (QSettings: the user's config folder, or an INI
 file given with `--settings`). One dataclass, read and written field by field, so a value
-from an older or hand-edited file that does not fit falls back to its default."""
+from an older or hand-edited file that does not fit falls back to its default.
+
+Qt rewrites an INI file whole from the keys it understood, so `check_settings` refuses a
+`--settings` file holding any other line (a text file given by mistake would lose them); a
+device or a FIFO (`--settings /dev/null`) is written through, never replaced by a file."""
 
 from __future__ import annotations
 
+import re
+import sys
+import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
+
+from fer_core.outputs import is_special, write_bytes
 
 ORGANISATION, APPLICATION = "fer-desktop", "FER desktop"
 
@@ -63,6 +72,56 @@ class AppSettings:
 
 
 def open_store(path: str | None = None) -> QSettings:
+    if path and is_special(Path(path)):
+        return ThroughStore(path)
     if path:
         return QSettings(path, QSettings.Format.IniFormat)
     return QSettings(ORGANISATION, APPLICATION)
+
+
+# the lines Qt's INI files hold: blank, [section], key=value (Qt drops the rest on a rewrite)
+INI_LINE = re.compile(r"\s*(\[.*\]|[^;#=\s][^=]*=.*)?\s*")
+
+
+def check_settings(path: str) -> str | None:
+    """An error message for a `--settings` file the app cannot keep its settings in without
+    losing what it holds, else None (a new file, an INI file, a device or a FIFO)."""
+    file = Path(path)
+    if not file.exists() or is_special(file):
+        return None
+    if file.is_dir():
+        return f"--settings {path}: is a folder; expected an INI file"
+    expected = "expected an INI file the app wrote, or a new file name"
+    try:
+        lines = file.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        return f"--settings {path}: not a text file; {expected}"
+    except OSError as error:
+        return f"--settings {path}: cannot be read ({error.strerror or error}); {expected}"
+    for number, line in enumerate(lines, 1):
+        if not INI_LINE.fullmatch(line):
+            return (
+                f"--settings {path}: line {number} ({line.strip()[:40]!r}) is no INI "
+                f"[section] or key=value line and would be lost; {expected}"
+            )
+    return None
+
+
+class ThroughStore(QSettings):
+    """Settings given a device or a FIFO (`--settings /dev/null`, `/dev/stdout`): nothing is
+    read from it (a FIFO would wait for a writer) and each `sync()` writes the INI text
+    through to it, as `analyze` writes its outputs, never replacing the node. Qt keeps the
+    INI file itself in a private temporary folder."""
+
+    def __init__(self, path: str):
+        folder = tempfile.TemporaryDirectory(prefix="fer-settings-")
+        super().__init__(str(Path(folder.name) / "settings.ini"), QSettings.Format.IniFormat)
+        self.folder, self.through = folder, Path(path)
+
+    def sync(self) -> None:
+        super().sync()
+        ini = Path(self.fileName())
+        try:
+            write_bytes(self.through, ini.read_bytes() if ini.exists() else b"")
+        except OSError as error:  # Qt's own stores say nothing when they cannot save
+            print(f"note: --settings {error}", file=sys.stderr)

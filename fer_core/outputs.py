@@ -1,11 +1,16 @@
 """Files the engine writes, checked before any work and written so that nothing is lost.
 
 - `check_outputs` refuses, before a video is processed, two outputs naming one file, an
-  output naming an input, a folder, or a place where no file can be created.
-- `OutputFile` writes a regular file under `<name>.partial` and gives it its name only when
-  complete (`commit`); `discard` removes the partial file, which this run wrote. A path that
-  exists and is not a regular file (a device such as /dev/full or /dev/stdout, a FIFO) is
-  written through, never replaced; a symlink is followed, so the file it names is written.
+  output naming an input or a file in an input folder, an input or an output that is another
+  output's partial name (`rec.partial.mp4` for `--out rec.mp4`), a folder, or a place where
+  no file can be created.
+- `OutputFile` writes a regular file under a partial name of its own (`<name>.<pid>-<token>
+  .partial`, created exclusively: a file or symlink already there is never written through,
+  and two runs writing one output never share one) and gives it its name only when complete
+  (`commit`); `discard` removes the partial file only while it is still the one this process
+  created. A path that exists and is not a regular file (a device such as /dev/full or
+  /dev/stdout, a FIFO) is written through, never replaced; a symlink is followed, so the file
+  it names is written.
 - Files get the permissions of any file a program creates (0666 less the umask), not the
   0600 of a temporary file.
 """
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import stat
 import tempfile
 from collections.abc import Iterable
@@ -53,7 +60,8 @@ def check_outputs(
     """Raise `OutputError` for the first output (by its flag) that cannot be written:
     `outputs` maps flags to paths (None: not asked for); `regular_only` names the flags whose
     file must be a regular file (a video needs to seek)."""
-    seen: dict[Path, str] = {Path(p).resolve(): "the input" for p in inputs}
+    sources = [Path(p).resolve() for p in inputs]
+    seen: dict[Path, str] = {where: "the input" for where in sources}
     regular = set(regular_only)
     for flag, value in outputs.items():
         if value is None:
@@ -64,6 +72,23 @@ def check_outputs(
             raise OutputError(
                 f"{flag} {path}: {seen[where]} names this file too; give each output its own file"
             )
+        for source in sources:
+            if source.is_dir() and where.is_relative_to(source):
+                raise OutputError(
+                    f"{flag} {path}: inside the input folder {source}; choose a file outside it"
+                )
+        # a partial name belongs to its output's writer, which renames it over the output
+        for other, owner in seen.items():
+            if is_partial_of(other, where):
+                raise OutputError(
+                    f"{flag} {path}: {owner} {other.name} is this output's partial name (where "
+                    f"it is written until complete); give {flag} another name"
+                )
+            if is_partial_of(where, other):
+                raise OutputError(
+                    f"{flag} {path}: the partial name of {owner} {other.name}; give each output "
+                    "its own file"
+                )
         seen[where] = flag
         if path.is_dir():
             raise OutputError(f"{flag} {path}: is a folder; expected a file name in it")
@@ -91,6 +116,42 @@ def _check_creatable(what: str, folder: Path) -> None:
         ) from None
 
 
+class PartialFile:
+    """A file this process creates beside `target` to write it in: `<name>.<pid>-<token>
+    .partial` (`<stem>.<pid>-<token>.partial.mp4` for a video), created with O_EXCL and
+    O_NOFOLLOW, so whatever is already there (a user's file, a planted symlink, another run's
+    partial file) is neither written nor deleted. `fd` is its open descriptor."""
+
+    def __init__(self, target: Path):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        while True:
+            self.path = partial_name(target, f"{os.getpid()}-{secrets.token_hex(4)}")
+            try:
+                self.fd = os.open(self.path, flags, 0o666)  # the umask applies, as for open()
+                break
+            except FileExistsError:
+                continue  # the token was taken: draw another
+        created = os.fstat(self.fd)
+        self._id = (created.st_dev, created.st_ino)
+
+    def ours(self) -> bool:
+        """Whether the name still holds the file this process created."""
+        try:
+            now = os.lstat(self.path)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == self._id
+
+    def rename(self, target: Path) -> None:
+        if not self.ours():
+            raise OutputError(f"{target}: its partial file {self.path} was replaced; nothing kept")
+        os.replace(self.path, target)
+
+    def remove(self) -> None:
+        if self.ours():
+            self.path.unlink(missing_ok=True)
+
+
 class OutputFile:
     """One output: `stream` is the open binary file to write; `commit()` makes it final,
     `discard()` drops what this run wrote."""
@@ -104,8 +165,9 @@ class OutputFile:
             return
         self.target = self.path.resolve()  # a symlink's file is written, the link stays
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = partial_name(self.target)
-        self.stream = open(self.partial, "wb")  # noqa: SIM115
+        self._own = PartialFile(self.target)
+        self.partial = self._own.path
+        self.stream = os.fdopen(self._own.fd, "wb")
 
     def commit(self) -> None:
         """Flush to disk and give the file its name (errors such as a full disk raise)."""
@@ -120,21 +182,36 @@ class OutputFile:
             raise write_failed(self.path, error) from None
         self.stream.close()
         if not self.through:
-            os.replace(self.partial, self.target)
+            self._own.rename(self.target)
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):  # the flush of a failed file fails again
             self.stream.close()
         if not self.through:
-            self.partial.unlink(missing_ok=True)
+            self._own.remove()
 
 
-def partial_name(path: Path) -> Path:
-    """Where `path` is written until complete: `a.csv` → `a.csv.partial`, `a.mp4` →
-    `a.partial.mp4` (a video writer picks its container by the suffix)."""
+def partial_name(path: Path, tag: str = "") -> Path:
+    """Where `path` is written until complete: `a.csv` → `a.csv.<tag>.partial`, `a.mp4` →
+    `a.<tag>.partial.mp4` (a video writer picks its container by the suffix); without a tag,
+    `a.csv.partial` and `a.partial.mp4`."""
+    tag = f".{tag}" if tag else ""
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return path.with_name(f"{path.stem}.partial{path.suffix}")
-    return path.with_name(path.name + ".partial")
+        return path.with_name(f"{path.stem}{tag}.partial{path.suffix}")
+    return path.with_name(f"{path.name}{tag}.partial")
+
+
+def is_partial_of(candidate: Path, target: Path) -> bool:
+    """Whether `candidate` is a name `target` may be written under until complete, with or
+    without a tag (either form: an `--out` without a suffix is written as `.partial.mp4`)."""
+    if candidate.parent != target.parent:
+        return False
+    tag = r"(\.[0-9]+-[0-9a-f]+)?"
+    forms = (
+        re.escape(target.name) + tag + r"\.partial",
+        re.escape(target.stem) + tag + r"\.partial" + re.escape(target.suffix or ".mp4"),
+    )
+    return any(re.fullmatch(form, candidate.name) for form in forms)
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")

@@ -1,8 +1,8 @@
 """Writing what the engine saw: the annotated video (`AnnotatedVideo`) and, for the app's
 record button, the video and the face rows together (`Recording`). Both write under a
-`.partial` name and take the final name only when closed without an error, so an interrupted
-recording never leaves a truncated file under the name people open; a failed one leaves
-nothing."""
+`.partial` name of their own (`fer_core.outputs.PartialFile`) and take the final name only
+when closed without an error, so an interrupted recording never leaves a truncated file under
+the name people open; a failed one leaves nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from fer_core.capture import opencv_quiet
-from fer_core.outputs import partial_name, write_bytes
+from fer_core.outputs import PartialFile, write_bytes
 from fer_core.results import FaceLog, FrameResult
 
 
@@ -26,8 +26,8 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
 
 
 class AnnotatedVideo:
-    """An MP4 (MPEG-4 part 2) written to `<name>.partial.mp4` and renamed when complete; the
-    size comes from the first frame.
+    """An MP4 (MPEG-4 part 2) written to `<name>.<pid>-<token>.partial.mp4` and renamed when
+    complete; the size comes from the first frame.
 
     OpenCV's writer reports no write errors (a full disk gives a short, unplayable file), so
     the finished file is opened again and must hold every frame written."""
@@ -36,7 +36,7 @@ class AnnotatedVideo:
         self.path = Path(path)
         self.target = self.path.resolve()  # a symlink's file is written, the link stays
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = partial_name(self.target.with_suffix(self.target.suffix or ".mp4"))
+        self.own: PartialFile | None = None  # created with the first frame
         self.fps = fps or 25.0
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
@@ -45,7 +45,10 @@ class AnnotatedVideo:
         if self.writer is None:
             h, w = picture.shape[:2]
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            self.writer = cv2.VideoWriter(str(self.partial), fourcc, self.fps, (w, h))
+            # the name is created here, exclusively; OpenCV then opens the file this run owns
+            self.own = PartialFile(self.target.with_suffix(self.target.suffix or ".mp4"))
+            os.close(self.own.fd)
+            self.writer = cv2.VideoWriter(str(self.own.path), fourcc, self.fps, (w, h))
             if not self.writer.isOpened():
                 self.discard()
                 raise OSError(f"{self.path}: cannot write a video here (expected a writable .mp4)")
@@ -63,20 +66,21 @@ class AnnotatedVideo:
         if not complete:
             self.discard()
             return
-        written = _frame_count(self.partial)
+        written = _frame_count(self.own.path)
         if written != self.frames:
             self.discard()
             raise OSError(
                 f"{self.path}: the video could not be written whole ({written} of {self.frames} "
                 "frames readable back; is the disk full?); nothing was kept"
             )
-        os.replace(self.partial, self.target)
+        self.own.rename(self.target)
 
     def discard(self) -> None:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-        self.partial.unlink(missing_ok=True)
+        if self.own is not None:
+            self.own.remove()
 
     def __enter__(self) -> AnnotatedVideo:
         return self

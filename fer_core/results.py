@@ -91,10 +91,10 @@ def rows(
 class FaceLog:
     """Writes face rows as CSV (`.csv`) or JSON lines (any other suffix, e.g. `.jsonl`).
 
-    Rows go to `<path>.partial` and the file takes its name only on `close()`, so an
-    interrupted or failed run never leaves a truncated file under the final name; `discard()`
-    (and leaving a `with` block by an error) removes the partial file. Devices and FIFOs are
-    written through (`fer_core.outputs`)."""
+    Rows go to a partial file of this run's own (`<path>.<pid>-<token>.partial`) and the file
+    takes its name only on `close()`, so an interrupted or failed run never leaves a truncated
+    file under the final name; `discard()` (and leaving a `with` block by an error) removes the
+    partial file. Devices and FIFOs are written through (`fer_core.outputs`)."""
 
     def __init__(
         self,

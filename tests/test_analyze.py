@@ -169,6 +169,26 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_video(video, tmp_
     assert not list(tmp_path.glob("*partial*")) and video.is_file()
 
 
+def test_an_input_is_never_an_outputs_partial_name_or_in_an_input_folder(video, tmp_path,
+                                                                          capsys):  # fmt: skip
+    """Issue 31: `analyze rec.partial.mp4 --out rec.mp4` deleted its input (what the app
+    leaves when a recording is interrupted); `analyze imgs --timeline imgs/1.jpg` overwrote a
+    photo. Both are refused in one line before any frame."""
+    left = tmp_path / "rec.partial.avi"
+    left.write_bytes(video.read_bytes())
+    assert main(["analyze", str(left), "--out", str(tmp_path / "rec.avi"), "--no-progress"]) == 2
+    assert "is this output's partial name" in one_line_error(capsys)
+    assert left.read_bytes() == video.read_bytes()
+    photos = tmp_path / "imgs"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "1.jpg"), demo_frame(0, label=False))
+    photo = (photos / "1.jpg").read_bytes()
+    assert main(["analyze", str(photos), "--timeline", str(photos / "1.jpg"), "--no-progress"]) == 2
+    assert "inside the input folder" in one_line_error(capsys)
+    assert (photos / "1.jpg").read_bytes() == photo
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "rec.partial.avi"]
+
+
 def test_ctrl_c_stops_cleanly_and_leaves_nothing(tmp_path):
     long_video = write_demo_video(tmp_path / "long.avi", 600)
     out, rows = tmp_path / "a.mp4", tmp_path / "f.csv"

@@ -456,3 +456,44 @@ def test_the_selection_outline_goes_around_the_label_tag():
     tx0, ty0, tx1, _ = tag_rect(face, 640)
     assert x0 <= tx0 and y0 <= ty0 and x1 >= tx1 and y1 >= 160
     assert tx1 <= 640  # the tag stays inside the frame
+
+
+def test_a_settings_file_that_is_not_an_ini_is_refused_and_kept(tmp_path, capsys):
+    """Issue 31: Qt rewrites a `--settings` file from the keys it understood, so a text file
+    given by mistake lost its lines; the launch now ends in one line and keeps it."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my shopping list\nmilk = 2\n")
+    assert launch_main(["--settings", str(notes), "--source", "demo", "--frames", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --settings {notes}: line 1 ")
+    assert notes.read_text() == "my shopping list\nmilk = 2\n"
+    from app.settings import check_settings
+
+    written = tmp_path / "app.ini"  # what the app writes, odd bytes and all, is accepted
+    AppSettings(model="a=b [c]\n;d", geometry=bytes(range(256)) * 4).save(open_store(str(written)))
+    assert check_settings(str(written)) is None
+    assert check_settings(str(tmp_path / "new.ini")) is None
+
+
+def test_a_settings_device_or_fifo_is_written_through_never_replaced(tmp_path):
+    """Issue 31: Qt replaced a `--settings` device node (/dev/null) with a regular file."""
+    import stat
+    import threading
+
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of the test's own
+    except PermissionError:
+        node = None  # only root may make one; the FIFO below takes the same path
+    if node is not None:
+        AppSettings(threshold=0.55).save(open_store(str(node)))
+        assert stat.S_ISCHR(os.lstat(node).st_mode)
+        assert AppSettings.load(open_store(str(node))).threshold == 0.4
+    fifo = tmp_path / "settings"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    AppSettings(threshold=0.55).save(open_store(str(fifo)))
+    reader.join(10)
+    assert "threshold=0.55" in got[0] and stat.S_ISFIFO(os.lstat(fifo).st_mode)

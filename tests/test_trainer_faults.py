@@ -470,6 +470,49 @@ def test_a_new_run_into_a_finished_run_is_refused(tmp_path):
     assert (out / "last.pt").read_bytes() == b"checkpoint"
 
 
+@pytest.mark.parametrize("left", ["best.pt", "metrics.csv"])
+def test_a_new_run_into_what_a_killed_run_left_is_refused(tmp_path, small_csv, capsys, left):
+    """Issue 31: a run killed between saving best.pt / metrics.csv and last.pt leaves no
+    last.pt; a new run into that folder overwrote them silently."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / left).write_bytes(b"the old run's")
+    flags = ("--data", small_csv, "--out", out, "--epochs", "1", "--threads", "1")
+    code, err = run(capsys, *TRAIN[:-4], *flags)
+    one_line(code, err, f"error: {out}: already holds a run's {left}", "no last.pt", "--out")
+    assert files_of(out) == {".lock": files_of(out)[".lock"], left: b"the old run's"}
+
+
+@pytest.mark.parametrize("planted", ["symlink", "hard link"])
+def test_a_lock_that_links_elsewhere_is_refused_and_its_file_untouched(tmp_path, planted):
+    """Issue 31: `train --resume` wrote its pid into the file a `.lock` symlink named."""
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious")
+    out = tmp_path / "run"
+    out.mkdir()
+    if planted == "symlink":
+        (out / ".lock").symlink_to(victim)
+    else:
+        os.link(victim, out / ".lock")
+    with (
+        pytest.raises(RunDirError, match=f"{out / '.lock'}: a (symbolic|hard) link; expected"),
+        claim_run_dir(out, resume=True),
+    ):
+        pass
+    assert victim.read_text() == "precious"
+
+
+def test_the_write_probe_never_writes_through_a_link(tmp_path):
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / f".write-probe-{os.getpid()}").symlink_to(victim)  # the name the probe once had
+    with claim_run_dir(out, resume=False):
+        pass
+    assert victim.read_text() == "precious"
+
+
 def test_an_unwritable_run_folder_is_refused(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -492,3 +535,35 @@ def test_a_nearly_full_disk_is_refused(tmp_path, monkeypatch):
         claim_run_dir(tmp_path / "run", resume=False),
     ):
         pass
+
+
+def test_trainer_outputs_write_a_device_or_fifo_through_never_replace_it(tmp_path, capsys):
+    """Issue 31: `fes --out`, `compare --plot` and `saliency --out` (all `atomic_write`)
+    renamed a regular file over the device node or FIFO they were given."""
+    import stat
+    import threading
+
+    from tests.test_compare import _run
+    from tests.test_fes import write_votes
+    from trainer.files import atomic_write
+
+    votes = write_votes(tmp_path / "votes.csv", [[5, 0, 0, 5, 0, 0, 0, 0, 0, 0]] * 3)
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of the test's own
+    except PermissionError:
+        node = None  # only root may make one; the FIFO below takes the same path
+    if node is not None:
+        assert cli.main(["fes", "--votes", str(votes), "--out", str(node)]) == 0
+        run_dir = _run(tmp_path / "run", [0.3, 0.4])
+        assert cli.main(["compare", run_dir, "--plot", str(node)]) == 0
+        atomic_write(node, lambda path: Path(path).write_bytes(b"saliency"))
+        assert stat.S_ISCHR(os.lstat(node).st_mode)
+    fifo = tmp_path / "fes.json"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    assert cli.main(["fes", "--votes", str(votes), "--out", str(fifo)]) == 0
+    reader.join(10)
+    assert json.loads(got[0])["labels"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)

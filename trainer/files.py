@@ -1,6 +1,7 @@
 """Files the trainer writes: atomically (a temp file beside the target, then a rename), so an
 interrupted write never leaves a truncated file under the final name, with the permissions of
-any other file the user creates (mkstemp's 0600 relaxed to the umask's default); and the signal
+any other file the user creates (mkstemp's 0600 relaxed to the umask's default); a device or a
+FIFO (`--out /dev/stdout`) is written through as `analyze` does, never replaced; and the signal
 handling that keeps an interrupted verb's files whole (and its progress bars whole)."""
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from fer_core.outputs import file_mode
+from fer_core.outputs import file_mode, is_special
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call `write(tmp_path)`, then rename the temp file over `path`."""
+    """Call `write(tmp_path)`, then rename the temp file over `path`; for a device or a FIFO,
+    `write(path)`: a rename would put a regular file in the node's place."""
     path = Path(path)
+    if is_special(path):
+        write(str(path))
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

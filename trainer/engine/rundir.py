@@ -6,14 +6,20 @@ first one's checkpoints."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 MIN_FREE = 64 * 2**20  # room for a few checkpoints of the project's models
 LOCK = ".lock"  # left in place on exit: removing a lock file races with the next claimant
+# What a run writes into its folder: a new run would overwrite them. best.pt and metrics.csv are
+# saved before last.pt, so a run killed between the saves leaves them without a last.pt.
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv")
 
 
 class RunDirError(ValueError):
@@ -26,27 +32,40 @@ def claim_run_dir(out: Path, *, resume: bool) -> Iterator[Path]:
     and check free space ≥ 64 MiB), take an exclusive non-blocking fcntl lock on out/.lock
     held until exit (a second run into the same folder gets RunDirError naming the folder
     and saying another run holds it); for a new run (resume False) refuse a folder that
-    already holds last.pt (RunDirError: 'use --resume or another --out')."""
+    already holds a run's files (RunDirError naming the file: --resume needs last.pt, or
+    another --out)."""
     out = Path(out)
     _check_writable(out)
     _check_free_space(out)
     fd = _lock(out)
     try:
-        if not resume and (out / "last.pt").exists():
-            raise RunDirError(
-                f"{out}: already holds a run (last.pt); use --resume or another --out"
-            )
+        if not resume:
+            _check_no_run(out)
         yield out
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def _check_no_run(out: Path) -> None:
+    for name in RUN_FILES:
+        if os.path.lexists(out / name):
+            if name == "last.pt":
+                raise RunDirError(
+                    f"{out}: already holds a run (last.pt); use --resume or another --out"
+                )
+            raise RunDirError(
+                f"{out}: already holds a run's {name} but no last.pt to --resume from; use "
+                "another --out (or move the old run's files away)"
+            )
+
+
 def _check_writable(out: Path) -> None:
-    probe = out / f".write-probe-{os.getpid()}"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"probe")
-        probe.unlink()
+        # a new file of a unique name (O_EXCL): nothing already in the folder is written
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as err:
         raise RunDirError(f"{out}: not a writable folder ({err.strerror or err})") from None
 
@@ -62,13 +81,28 @@ def _check_free_space(out: Path) -> None:
 
 def _lock(out: Path) -> int:
     """An open descriptor of out/.lock holding an exclusive flock (per open file, so a second
-    claim is refused even from the same process), with the holder's pid written in it."""
+    claim is refused even from the same process), with the holder's pid written in it. The
+    pid is written into the lock file itself only: a symlink there is not followed, and a
+    hard link or anything but a regular file is refused, or the pid would overwrite the
+    file it names."""
     path = out / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise RunDirError(
+            f"{path}: a symbolic link; expected the run's own lock file (remove the link)"
+        ) from None
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+        os.close(fd)
+        what = "a hard link" if stat.S_ISREG(found.st_mode) else "not a regular file"
+        raise RunDirError(f"{path}: {what}; expected the run's own lock file (remove it)")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = path.read_text().strip() or "unknown"
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise RunDirError(
             f"{out}: another run (pid {holder}) holds this folder; wait for it to finish or "
