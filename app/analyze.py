@@ -28,8 +28,19 @@ from fer_core.results import FaceLog, FrameResult
 from fer_core.stages import Behind, read_ahead
 from fer_core.timeline import Timeline
 from fer_core.track import SMOOTHERS, TrackerOptions
+from fer_core.zoo import THREADS_EXPECTED, check_threads
 
 PRECISIONS = ("auto", "fp32", "int8")
+
+
+def _threads(text: str) -> int:
+    """An argparse type: a thread count the classifier takes (argparse names the flag)."""
+    try:
+        threads = int(text)
+        check_threads(threads)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {THREADS_EXPECTED}, got {text!r}") from None
+    return threads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model package name or folder (default: the default package)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: int8 where the package has it, else fp32")  # fmt: skip
-    p.add_argument("--threads", type=int, default=RecognizerOptions.threads,
+    p.add_argument("--threads", type=_threads, default=RecognizerOptions.threads,
                    help=f"classifier threads (default {RecognizerOptions.threads})")  # fmt: skip
     p.add_argument("--detector", choices=tuple(DETECTORS), default=FaceOptions.detector,
                    help="full: every face from ~40 px (default); short: close-ups only, "
@@ -145,7 +156,9 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
 
         # decoding, detection, the rest of the engine, and drawing + writing each run in
         # their own thread, frame after frame (fer_core.stages)
-        found = read_ahead((f, recognizer.find(f.image)) for f in read_ahead(frames(source)))
+        found = read_ahead(
+            (f, recognizer.find(f.image, f.still)) for f in read_ahead(frames(source))
+        )
         writer = Behind(write)
         started = time.perf_counter()
         try:
@@ -163,6 +176,9 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
             raise
         finally:
             found.close()  # its threads end here, before the source and the engine close
+        if not summary.frames:  # raised inside the stack: no output is kept
+            told = "".join(f"; {e.message}" for e in list(source.events)[:1])
+            raise SourceError(f"{args.video}: no frames in it; nothing written{told}")
         summary.seconds = time.perf_counter() - started
         timings["draw + write"] = written
         summary.events = [e.message for e in source.events]

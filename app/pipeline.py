@@ -212,7 +212,7 @@ class Pipeline(QThread):
 
     def _process(self, frame, latest, view, recording, rate) -> Recording | None:
         image = np.ascontiguousarray(frame.image[:, ::-1]) if view.mirror else frame.image
-        result = self.recognizer.process(image, frame.index, frame.time_s)
+        result = self.recognizer.process(image, frame.index, frame.time_s, frame.still)
         t0 = time.perf_counter()
         picture = draw(image, result, self.labels, bars=view.bars, landmarks=view.landmarks)
         result.timings_ms["draw"] = (time.perf_counter() - t0) * 1e3
@@ -279,7 +279,7 @@ class Pipeline(QThread):
         calibration = self.recognizer.calibration
         for track_id in requests:
             try:
-                calibration.clear() if track_id is None else calibration.start(track_id)
+                calibration.clear() if track_id is None else self.recognizer.calibrate(track_id)
             except ValueError as error:
                 self.event.emit("error", str(error))
                 continue

@@ -62,6 +62,14 @@ class AppSettings:
                     value = type(default)(value)
             except (TypeError, ValueError):
                 value = default
+            if (expected := _valid(f.name, value)) is not None:
+                # one line, the default for this key, the other keys as the user left them
+                print(
+                    f"warning: settings {store.fileName()}: {f.name}={value!r} is not valid "
+                    f"(expected {expected}); using the default {default!r}",
+                    file=sys.stderr,
+                )
+                value = default
             setattr(settings, f.name, value)
         return settings
 
@@ -69,6 +77,20 @@ class AppSettings:
         for name, value in asdict(self).items():
             store.setValue(name, QByteArray(value) if isinstance(value, bytes) else value)
         store.sync()
+
+
+def _valid(name: str, value) -> str | None:
+    """What a setting holding `value` was expected to be, or None when it is usable: a value
+    the engine refuses would stop the app at every launch until the user found the file."""
+    from fer_core.faces import DETECTORS
+    from fer_core.track import SMOOTHERS
+
+    choices = {"smoothing": SMOOTHERS, "detector": DETECTORS}
+    if name in choices and value not in choices[name]:
+        return f"one of {', '.join(choices[name])}"
+    if name == "threshold" and not 0 <= value <= 1:  # NaN is not
+        return "a number in [0, 1]"
+    return None
 
 
 def open_store(path: str | None = None) -> QSettings:

@@ -54,6 +54,9 @@ class Frame:
     image: np.ndarray  # H × W × 3 uint8, BGR (OpenCV's order)
     index: int  # frames delivered by this source so far, from 0
     time_s: float  # position in the video, or seconds since a camera / folder started
+    # a picture on its own (a photo of a folder), not the next frame of a sequence: no face
+    # is held or smoothed into it from the frame before
+    still: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class VideoSource(Source):
         if not path.is_file():
             raise SourceError(f"{path}: no such video file")
         with opencv_quiet():
-            self.capture = cv2.VideoCapture(str(path))
+            self.capture = cv2.VideoCapture(opencv_name(path))
         if not self.capture.isOpened():
             self.capture.release()
             raise SourceError(
@@ -141,14 +144,20 @@ class VideoSource(Source):
 
 
 class ImageFolderSource(Source):
-    """The folder's images in name order, each once; `fps` spaces their times."""
+    """The folder's images in name order, each once, each a still (`Frame.still`: unrelated
+    photos, no face carried from one to the next); `fps` spaces their times. A name with an
+    image suffix that is not a regular file (a FIFO would block the read forever, a folder)
+    is skipped with an event, as is a file that does not decode whole (a truncated JPEG)."""
 
     def __init__(self, path: str | Path, fps: float = 5.0):
         path = Path(path)
         super().__init__(str(path))
         if not path.is_dir():
             raise SourceError(f"{path}: no such folder")
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        named = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = [p for p in named if p.is_file()]
+        for other in (p for p in named if not p.is_file()):
+            self.report("error", f"{_shown(other.name)} is not a regular file; skipped")
         if not self.files:
             raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         self.fps = fps
@@ -158,14 +167,48 @@ class ImageFolderSource(Source):
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = read_image(path)
             if image is None:
-                self.report("error", f"{path.name} is not a readable image; skipped")
+                self.report("error", f"{_shown(path.name)} is not a readable image; skipped")
                 continue
-            frame = Frame(image, self.index, self.index / self.fps)
+            frame = Frame(image, self.index, self.index / self.fps, still=True)
             self.index += 1
             return frame
         return None
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """A picture file as BGR, or None when it cannot be read or does not decode whole. Read as
+    bytes and decoded from memory: OpenCV given a name that is not UTF-8 crashes the process,
+    and its file reader passes a truncated JPEG as a picture grey at the bottom."""
+    try:
+        data = np.frombuffer(path.read_bytes(), np.uint8)
+    except OSError:
+        return None
+    if not data.size:
+        return None
+    with opencv_quiet():
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def _shown(name: str) -> str:
+    """A file name as it can be printed (bytes that are not UTF-8 as \\xNN)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def opencv_name(path: str | Path, error: type[Exception] | None = None) -> str:
+    """`path` as OpenCV's video reader and writer take a name (they open the file themselves),
+    or `error` (SourceError) saying so: a name with bytes that are not UTF-8 reaches OpenCV
+    as a broken string and crashes the process."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise (error or SourceError)(
+            f"{_shown(name)}: the name is not valid UTF-8, which OpenCV cannot open; "
+            "rename the file"
+        ) from None
+    return name
 
 
 class CameraSource(Source):
@@ -235,6 +278,20 @@ class CameraSource(Source):
         if self.capture is not None:
             self.capture.release()
             self.capture = None
+
+
+def frame_image(image: object) -> np.ndarray:
+    """`image` as the engine takes a frame, uint8 H×W×3 BGR (grey H×W or H×W×1 and BGRA
+    H×W×4 converted), or one TypeError / ValueError saying what is expected."""
+    expected = "expected a uint8 numpy array, H×W×3 BGR (or grey H×W, or BGRA H×W×4)"
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"frame: got {type(image).__name__}; {expected}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"frame: got dtype {image.dtype}; {expected} (scale to 0-255 first)")
+    grey = image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1)
+    if not (grey or (image.ndim == 3 and image.shape[2] in (3, 4))) or not image.size:
+        raise ValueError(f"frame: got shape {image.shape}; {expected}")
+    return _bgr(image[..., 0] if image.ndim == 3 and grey else image)
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ from fer_core.zoo import (
     ONNX_PRECISIONS,
     ModelCard,
     ModelPackage,
+    PackageError,
+    check_threads,
     load_package,
     open_session,
 )
@@ -122,11 +124,29 @@ def package_network(package: ModelPackage):
         raise ValueError("the torch backend needs torch: pip install -e '.[train]'") from None
     from fer_core.models import create_model
 
-    net = create_model(arch["model"], **arch.get("overrides", {}))
-    state = torch.load(package.model_file("torch"), map_location="cpu", weights_only=True)
-    # copied into the fresh fp32 parameters: float16 weights (card extra `torch_dtype`) widen
-    net.load_state_dict(state, strict=True)
+    try:
+        net = create_model(arch["model"], **arch.get("overrides", {}))
+    except (KeyError, TypeError, ValueError) as error:
+        raise PackageError(
+            f"{package.path / CARD}: architecture {arch} cannot be built ({_first_line(error)}); "
+            "re-export the package"
+        ) from None
+    path = package.model_file("torch")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # copied into the fresh fp32 parameters: float16 weights (card extra `torch_dtype`) widen
+        net.load_state_dict(state, strict=True)
+    except Exception as error:  # torch raises its own kinds (unpickling, zip, shapes, keys)
+        raise PackageError(
+            f"{path}: not the weights of the {arch['model']} the card describes "
+            f"({_first_line(error)}); re-export the package with --torch-weights"
+        ) from None
     return net.eval()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def torch_backend(package: ModelPackage, precision: str, threads: int, device: str) -> Callable:
@@ -189,6 +209,7 @@ class Classifier:
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        check_threads(threads, "classifier threads")
         self.package = package if isinstance(package, ModelPackage) else load_package(package)
         self.labels = list(self.package.card.labels)
         self.preprocess = Preprocess.from_card(self.package.card)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_core.calibration import NeutralCalibrator
-from fer_core.capture import Frame, Source, frames
+from fer_core.capture import Frame, Source, frame_image, frames
 from fer_core.classify import Classifier
 from fer_core.faces import Face, FaceFinder, FaceOptions
 from fer_core.results import FaceResult, FrameResult
@@ -60,6 +60,7 @@ class Found:
     faces: list[Face]
     timings: dict[str, float]
     seconds: float
+    still: bool = False  # a picture unrelated to the frame before (`Frame.still`)
 
 
 def _boxes(faces: list[Face]) -> np.ndarray:
@@ -85,26 +86,43 @@ class Recognizer:
         self._held: dict[int, int] = {}  # track id → frames held in a row since
 
     def calibrate(self, track_id: int) -> None:
-        """Take this face's next frames as its neutral face (`fer_core.calibration`)."""
+        """Take this face's next frames as its neutral face (`fer_core.calibration`); the id
+        is a `FaceResult.track_id` of a face tracked now."""
+        tracked = [t.id for t in self.tracker.tracks]
+        if track_id not in tracked:
+            raise ValueError(
+                f"calibrate({track_id!r}): no face with this id is tracked; tracked ids: "
+                f"{', '.join(map(str, tracked)) or 'none (no face in the last frames)'}"
+            )
         self.calibration.start(track_id)
 
-    def process(self, image: np.ndarray, index: int = 0, time_s: float = 0.0) -> FrameResult:
-        """One BGR frame → its faces, largest first, with smoothed labels and stage timings."""
-        return self.finish(image, self.find(image), index, time_s)
+    def process(
+        self, image: np.ndarray, index: int = 0, time_s: float = 0.0, still: bool = False
+    ) -> FrameResult:
+        """One frame → its faces, largest first, with smoothed labels and stage timings. The
+        frame is a uint8 numpy array, H×W×3 BGR as OpenCV reads it (grey H×W and BGRA H×W×4
+        are converted). Frames are taken as a video's, in order (faces tracked, smoothed and
+        held); a `still` is a picture on its own (a photo of a folder): nothing of earlier
+        frames carries in."""
+        image = frame_image(image)
+        return self.finish(image, self.find(image, still), index, time_s)
 
-    def find(self, image: np.ndarray) -> Found:
+    def find(self, image: np.ndarray, still: bool = False) -> Found:
         """The first stage of `process`, which depends only on the earlier frames' `find`
         (small faces looked for again): a headless pass runs it for the next frame while
         `finish` classifies this one (`fer_core.stages`)."""
         t0 = time.perf_counter()
-        faces, timings = self.finder.find(image)
-        return Found(faces, timings, time.perf_counter() - t0)
+        faces, timings = self.finder.find(frame_image(image), still)
+        return Found(faces, timings, time.perf_counter() - t0, still)
 
     def finish(
         self, image: np.ndarray, found: Found, index: int = 0, time_s: float = 0.0
     ) -> FrameResult:
         """The second stage: held faces, classification, tracking, in frame order."""
         t0 = time.perf_counter()
+        image = frame_image(image)
+        if found.still:
+            self.forget()
         faces, timings = list(found.faces), dict(found.timings)
         detected = len(faces)
         faces += self._hold(faces)
@@ -151,12 +169,19 @@ class Recognizer:
         missed = self.tracker.unmatched(_boxes(faces)) if limit else []
         return [self._last[i] for i in missed if i in self._last and self._held[i] < limit]
 
+    def forget(self) -> None:
+        """Forget the faces of earlier frames (a new source, or an unrelated picture); ids
+        keep counting up."""
+        self.tracker.reset()
+        self._last.clear()
+        self._held.clear()
+
     def process_frame(self, frame: Frame) -> FrameResult:
-        return self.process(frame.image, frame.index, frame.time_s)
+        return self.process(frame.image, frame.index, frame.time_s, frame.still)
 
     def run(self, source: Source) -> Iterator[FrameResult]:
         """Every frame of `source`, in order (tracks start afresh)."""
-        self.tracker.reset()
+        self.forget()
         for frame in frames(source):
             yield self.process_frame(frame)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_core.capture import opencv_quiet
-from fer_core.outputs import PartialFile, write_bytes
+from fer_core.capture import opencv_name, opencv_quiet
+from fer_core.outputs import OutputError, PartialFile, write_bytes
 from fer_core.results import FaceLog, FrameResult
 
 
@@ -35,15 +35,21 @@ class AnnotatedVideo:
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
         self.target = self.path.resolve()  # a symlink's file is written, the link stays
+        opencv_name(self.target, OutputError)  # OpenCV's writer opens it: before any frame
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.own: PartialFile | None = None  # created with the first frame
         self.fps = fps or 25.0
         self.writer: cv2.VideoWriter | None = None
+        self.size = (0, 0)  # w, h of the first frame: every frame is written at it
         self.frames = 0
 
     def write(self, picture: np.ndarray) -> None:
+        if self.writer is not None and picture.shape[:2] != self.size[::-1]:
+            # a folder's photos differ in size; the writer drops a frame of another size
+            picture = _fitted(picture, self.size)
         if self.writer is None:
             h, w = picture.shape[:2]
+            self.size = (w, h)
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")
             # the name is created here, exclusively; OpenCV then opens the file this run owns
             self.own = PartialFile(self.target.with_suffix(self.target.suffix or ".mp4"))
@@ -89,11 +95,22 @@ class AnnotatedVideo:
         self.close(complete=exc_type is None)
 
 
+def _fitted(picture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`picture` scaled to fit `size` (w, h), whole and centred on black."""
+    w, h = size
+    scale = min(w / picture.shape[1], h / picture.shape[0])
+    pw, ph = max(1, round(picture.shape[1] * scale)), max(1, round(picture.shape[0] * scale))
+    canvas = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - pw) // 2, (h - ph) // 2
+    canvas[y : y + ph, x : x + pw] = cv2.resize(picture, (pw, ph), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
 def _frame_count(path: Path) -> int:
     """Frames a finished video file declares (0 when it cannot be opened)."""
     if not path.is_file() or path.stat().st_size == 0:
         return 0
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(opencv_name(path))
     try:
         return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     finally:

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from fer_core.view import TTA
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
 DEFAULT_FILE = "DEFAULT"  # holds the name of the package the app uses by default
@@ -62,21 +66,39 @@ class ModelCard:
         "crop": dict,
     }
 
+    # the optional fields' types, checked when present
+    _OPTIONAL: ClassVar[dict[str, Any]] = {
+        "tta": str,
+        "params": int,
+        "macs": int,
+        "architecture": dict,
+        "train": dict,
+        "metrics": dict,
+        "sha256": dict,
+        "extra": dict,
+    }
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "card.json") -> ModelCard:
-        for key, kind in cls._REQUIRED.items():
+    def from_dict(cls, data: Any, where: str = "card.json") -> ModelCard:
+        """The card `data` (parsed JSON) describes; every value the app computes with is
+        checked here, so a bad card is one `PackageError` naming the field at load, never a
+        traceback or a wrong answer later."""
+        if not isinstance(data, dict):
+            raise PackageError(
+                f"{where}: holds {json.dumps(data)[:40]}; expected a JSON object of the card's "
+                "fields (re-export the package)"
+            )
+        for key in cls._REQUIRED:
             if key not in data:
                 raise PackageError(f"{where}: field {key!r} is missing")
-            if not isinstance(data[key], kind):
+        for key, kind in {**cls._REQUIRED, **cls._OPTIONAL}.items():
+            if key in data and not _is(data[key], kind):
                 raise PackageError(
                     f"{where}: field {key!r} should be {_kind(kind)}, got {data[key]!r}"
                 )
         if data.get("format", FORMAT) != FORMAT:
             raise PackageError(f"{where}: format {data['format']!r}, expected {FORMAT!r}")
-        if data["channels"] not in (1, 3) or len(data["mean"]) != data["channels"]:
-            raise PackageError(f"{where}: channels must be 1 or 3 with one mean/std per channel")
-        if len(data["input_size"]) != 2:
-            raise PackageError(f"{where}: input_size should be [H, W]")
+        _check_values(data, where)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(
             **{
@@ -90,6 +112,58 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# the largest network input a card may state: face networks take tens of pixels; a larger
+# side is a typo that would allocate gigabytes at load
+MAX_INPUT = 1024
+
+
+def _is(value: Any, kind: Any) -> bool:
+    """isinstance, with JSON's true/false not counted as numbers."""
+    return isinstance(value, kind) and not (isinstance(value, bool) and bool not in _kinds(kind))
+
+
+def _kinds(kind: Any) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _check_values(data: dict[str, Any], where: str) -> None:
+    """The required fields' values (their types already checked)."""
+
+    def bad(field: str, expected: str) -> PackageError:
+        return PackageError(
+            f"{where}: field {field!r} is {json.dumps(data[field])[:60]}; expected {expected} "
+            "(fix the card or re-export the package)"
+        )
+
+    def numbers(values: list) -> bool:
+        return all(_is(v, (int, float)) and math.isfinite(v) for v in values)
+
+    labels = data["labels"]
+    if not labels or not all(_is(n, str) and n for n in labels) or len(set(labels)) < len(labels):
+        raise bad("labels", "distinct class names (strings), one per model output")
+    size = data["input_size"]
+    if len(size) != 2 or not all(_is(n, int) and 1 <= n <= MAX_INPUT for n in size):
+        raise bad("input_size", f"[H, W] in pixels, each from 1 to {MAX_INPUT}")
+    if data["channels"] not in (1, 3):
+        raise bad("channels", "1 (grey) or 3 (colour)")
+    if not math.isfinite(data["scale"]) or data["scale"] <= 0:
+        raise bad("scale", "a positive number, the pixel divisor (255.0 for 0-1 inputs)")
+    for key in ("mean", "std"):
+        if len(data[key]) != data["channels"] or not numbers(data[key]):
+            raise bad(key, f"{data['channels']} number(s), one per channel")
+    if not all(v > 0 for v in data["std"]):
+        raise bad("std", "positive numbers (a pixel is divided by its channel's std)")
+    if not all(_is(k, str) and _is(v, str) for k, v in data.get("sha256", {}).items()):
+        raise bad("sha256", "an object mapping each file name to its hex digest")
+    if data.get("tta", "none") not in TTA:
+        raise bad("tta", f"one of {', '.join(TTA)}")
+    fraction = data["crop"].get("fraction", 1.0)
+    if not _is(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise bad("crop", "an object whose 'fraction' is in (0, 1]")
+    if not _is(data["crop"].get("framing", ""), (str, type(None))):
+        raise bad("crop", "an object whose 'framing' names a dataset's framing")
 
 
 def _kind(kind: Any) -> str:
@@ -129,9 +203,25 @@ class ModelPackage:
         return path
 
 
+# more threads than this is a typo, not a setting: onnxruntime and torch start every thread
+# asked for (100000 hung the machine) and gain nothing past the cores
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+THREADS_EXPECTED = f"0 (the library's choice) to {MAX_THREADS} (4 × this machine's CPUs)"
+
+
+def check_threads(threads: int, what: str = "threads") -> None:
+    """Raise ValueError for a thread count out of 0..MAX_THREADS."""
+    if not isinstance(threads, int) or isinstance(threads, bool):
+        raise TypeError(f"{what} {threads!r}: expected an integer, {THREADS_EXPECTED}")
+    if not 0 <= threads <= MAX_THREADS:
+        raise ValueError(f"{what} {threads}: expected {THREADS_EXPECTED}")
+
+
 def open_session(path: str | Path, threads: int = 0):
     """An onnxruntime CPU session; `threads` > 0 fixes the intra-op thread count."""
     import onnxruntime as ort
+
+    check_threads(threads)
 
     options = ort.SessionOptions()
     if threads:
@@ -169,7 +259,12 @@ def load_package(name_or_path: str | Path, models_dir: Path = MODELS_DIR) -> Mod
         known = ", ".join(p.name for p in list_packages(models_dir)) or "none"
         raise PackageError(f"{path}: not a model package (no {CARD}); installed packages: {known}")
     try:
-        data = json.loads(card_path.read_text())
+        data = json.loads(card_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise PackageError(
+            f"{card_path}: byte {err.start} is not UTF-8; expected a JSON text (re-export the "
+            "package)"
+        ) from None
     except json.JSONDecodeError as err:
         raise PackageError(f"{card_path}: line {err.lineno}: not valid JSON ({err.msg})") from None
     return ModelPackage(path, ModelCard.from_dict(data, str(card_path)))

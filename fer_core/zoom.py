@@ -14,7 +14,10 @@ detector run on a picture built for it:
   away walking in) is found within `4 × SWEEP_EVERY` frames; the first frame (of a video, a
   photo, a new frame size) is swept whole.
 
-A face found by either is new when its centre lies in no face already found. Small faces are
+A face found by either is new when its centre lies in no face already found. A new face of a
+sweep (never seen, or lost) must also pass `verify` before it counts: at twice the frame's scale
+the full-range detector also finds face-like patterns (a collar, a pattern on a sleeve) that it
+scores as low as real distant faces, so the sweep alone cannot tell them apart. Small faces are
 remembered for `MEMORY` frames after they were last found; a change of frame size forgets them.
 """
 
@@ -55,6 +58,7 @@ class Detection:
 
 
 Detect = Callable[[np.ndarray], list[Detection]]  # an RGB picture → its detections
+Verify = Callable[[np.ndarray, Detection], bool]  # a frame and a face in it → is it one?
 
 
 def _inside(point: np.ndarray, box: np.ndarray, grow: float = 1.0) -> bool:
@@ -79,8 +83,8 @@ def _new(found: list[Detection], extra: list[Detection]) -> list[Detection]:
 class Zoom:
     """The revisit and sweep passes of one video's frames, in order (`extra` per frame)."""
 
-    def __init__(self, detect: Detect):
-        self.detect = detect
+    def __init__(self, detect: Detect, verify: Verify = lambda rgb, face: True):
+        self.detect, self.verify = detect, verify
         self.reset()
 
     def reset(self) -> None:
@@ -99,7 +103,8 @@ class Zoom:
         extra = _new(found, self._revisit(rgb, missed)) if missed else []
         quarters = [self.frame // SWEEP_EVERY % 4] if self.frame % SWEEP_EVERY == 0 else []
         for quarter in range(4) if first else quarters:
-            extra += _new(found + extra, self._sweep(rgb, quarter))
+            new = _new(found + extra, self._sweep(rgb, quarter))
+            extra += [d for d in new if self.verify(rgb, d)]
         self.frame += 1
         self._remember(rgb.shape, found + extra)
         return extra

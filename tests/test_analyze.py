@@ -231,3 +231,67 @@ def test_blendshapes_are_optional_columns(video, tmp_path):
     shapes = {k: v for k, v in lines[-1].items() if k.startswith("bs_")}
     assert len(shapes) == 52 and all(0 <= v <= 1 for v in shapes.values())
     assert shapes["bs_mouthSmileLeft"] > 0.3 > shapes["bs_jawOpen"]  # she smiles, mouth closed
+
+
+def test_absurd_thread_counts_are_refused_naming_the_flag(video, tmp_path, capsys):
+    """Issue 31: `--threads 100000` hung (onnxruntime starts every thread asked for)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["analyze", str(video), "--csv", str(tmp_path / "f.csv"), "--threads", "100000"])
+    assert exit_.value.code == 2
+    assert "argument --threads: expected 0 (the library's choice) to" in capsys.readouterr().err
+    from fer_core.classify import Classifier
+    from fer_core.zoo import default_package
+
+    with pytest.raises(ValueError, match=r"classifier threads 100000: expected 0 .* to \d+"):
+        Classifier(default_package(), threads=100000)
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_a_folders_photos_are_independent_pictures_of_any_size(tmp_path, capsys):
+    """Issue 31: a face of one photo was held into the next (a 1×1 photo reported faces), and
+    photos of mixed sizes ended with "is the disk full?" (the video writer dropped them)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), demo_frame(0, label=False))
+    cv2.imwrite(str(folder / "1.png"), np.full((1, 1, 3), 128, np.uint8))
+    cv2.imwrite(str(folder / "2.png"), cv2.resize(demo_frame(5, label=False), (320, 240)))
+    rows_csv, out = tmp_path / "f.csv", tmp_path / "a.mp4"
+    assert main(["analyze", str(folder), "--csv", str(rows_csv), "--out", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    with open(rows_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["frame"], r["held"]) for r in rows] == [("0", "0"), ("2", "0")]
+    assert rows[0]["face_id"] != rows[1]["face_id"]  # nothing carried from photo to photo
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    capture.release()
+
+
+def test_a_video_without_frames_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    empty = write_demo_video(tmp_path / "empty.avi", 0)
+    assert main(["analyze", str(empty), "--csv", str(tmp_path / "f.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {empty}: no frames in it; nothing written"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.avi"]
+
+
+def test_names_that_are_not_utf8_are_read_or_refused_in_one_line(video, tmp_path):
+    """Issue 31: OpenCV given such a name crashed the process (segmentation fault)."""
+    odd = os.fsdecode(b"caf\xe9")
+    folder = tmp_path / odd
+    folder.mkdir()
+    (folder / f"{odd}.png").write_bytes(cv2.imencode(".png", demo_frame(0, label=False))[1])
+    rows_csv = tmp_path / f"{odd}.csv"
+    ok = subprocess.run([sys.executable, "-m", "app", "analyze", folder, "--csv", rows_csv,
+                         "--no-progress"], cwd=ROOT, capture_output=True)  # fmt: skip
+    assert ok.returncode == 0 and rows_csv.read_text().count("\n") == 2
+    video_odd = tmp_path / f"{odd}.avi"
+    video_odd.write_bytes(video.read_bytes())
+    for args, name in (([video_odd, "--csv", tmp_path / "f.csv"], b"caf\\xe9.avi"),
+                       ([video, "--out", tmp_path / f"{odd}.mp4"], b"caf\\xe9.mp4")):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "app", "analyze", *args, "--no-progress"],
+                              cwd=ROOT, capture_output=True)  # fmt: skip
+        err = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(err) == 1, done.stderr
+        assert name + b": the name is not valid UTF-8" in err[0]
+    assert not list(tmp_path.glob("*partial*")) and not (tmp_path / "f.csv").exists()

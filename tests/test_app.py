@@ -497,3 +497,16 @@ def test_a_settings_device_or_fifo_is_written_through_never_replaced(tmp_path):
     AppSettings(threshold=0.55).save(open_store(str(fifo)))
     reader.join(10)
     assert "threshold=0.55" in got[0] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_bad_value_in_the_settings_falls_back_to_its_default_with_one_warning(tmp_path, capsys):
+    """Issue 31: `threshold=nan` or `smoothing=bogus` in the settings file was a traceback at
+    every launch; now that key takes its default, said once, and the others are kept."""
+    path = tmp_path / "s.ini"
+    path.write_text("[General]\nthreshold=nan\nsmoothing=bogus\ndetector=short\nmirror=true\n")
+    settings = AppSettings.load(open_store(str(path)))
+    assert (settings.threshold, settings.smoothing) == (0.4, "ema")
+    assert (settings.detector, settings.mirror) == ("short", True)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(str(path) in line for line in err)
+    assert "smoothing='bogus'" in err[0] and "threshold=nan" in err[1]

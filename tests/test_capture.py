@@ -150,3 +150,34 @@ def test_cameras_verb_says_when_none_opens(capsys):
     assert (code, out) == (1, "no camera opens on this machine (tried indices 0–0)\n") or (
         code == 0 and out == "camera 0\n"
     )
+
+
+def test_image_folder_reads_any_name_skips_what_is_no_whole_image_and_gives_stills(tmp_path):
+    """Issue 31: a name that is not UTF-8 crashed OpenCV (segmentation fault), a FIFO named
+    x.png hung the read, a truncated JPEG passed as a picture grey at the bottom, and a
+    folder's unrelated photos were taken as a video's frames."""
+    import os
+
+    picture = np.full((30, 40, 3), 90, np.uint8)
+    cv2.imwrite(str(tmp_path / "0.png"), picture)
+    odd = os.fsdecode(b"1-caf\xe9.png")  # Latin-1 bytes: not UTF-8
+    (tmp_path / odd).write_bytes(cv2.imencode(".png", picture)[1].tobytes())
+    jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    (tmp_path / "2-cut.jpg").write_bytes(jpeg[1].tobytes()[:1500])
+    os.mkfifo(tmp_path / "3-pipe.png")
+    with ImageFolderSource(tmp_path) as source:
+        got = list(frames(source))
+        said = [e.message for e in source.events]
+    assert len(got) == 2 and all(f.still and f.image.shape == (30, 40, 3) for f in got)
+    assert any("3-pipe.png is not a regular file; skipped" in m for m in said)
+    assert any("2-cut.jpg is not a readable image; skipped" in m for m in said)
+
+
+def test_a_video_name_opencv_cannot_take_is_one_error(tmp_path):
+    import os
+
+    video = write_video(tmp_path / "clip.avi", 3)
+    odd = tmp_path / os.fsdecode(b"caf\xe9.avi")
+    video.rename(odd)
+    with pytest.raises(SourceError, match=r"caf\\xe9\.avi: the name is not valid UTF-8"):
+        VideoSource(odd)

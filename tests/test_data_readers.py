@@ -445,3 +445,30 @@ def test_folder_split_class_mismatch_names_both(tmp_path):
     with pytest.raises(DataError, match="differ") as err:
         read_dataset("folder", tmp_path)
     assert str(tmp_path / "test") in str(err.value) and str(tmp_path / "train") in str(err.value)
+
+
+def test_a_csv_with_only_its_header_is_one_clear_error(tmp_path):
+    """Issue 31: every verb read it as a dataset and failed later with "logits of shape
+    (0, 0)"."""
+    path = tmp_path / "fer2013.csv"
+    path.write_text("emotion,pixels,Usage\n")
+    with pytest.raises(DataError, match=rf"^{path}: holds no images; expected a fer2013"):
+        read_dataset("fer2013", path)
+
+
+def test_folder_reads_names_that_are_not_utf8_and_checks_headers_itself(tmp_path):
+    """Issue 31: cv2.haveImageReader given a name that is not UTF-8 crashed the process
+    (segmentation fault); the header is now checked from the file's bytes."""
+    import os
+
+    face = grey()
+    for kind in (".png", ".jpg", ".bmp", ".webp", ".tif", ".pgm"):
+        write(tmp_path / "happy" / f"a{kind}", face)
+    odd = tmp_path / "happy" / os.fsdecode(b"caf\xe9.png")
+    odd.write_bytes(cv2.imencode(".png", face)[1].tobytes())
+    (tmp_path / "happy" / "fake.png").write_text("not an image")
+    data = read_dataset("folder", tmp_path, skip_bad=True)
+    assert data.counts("all") == {"happy": 7}
+    assert data.skipped.total == 1 and "fake.png" in data.skipped.summary()
+    decoded = data["all"].decode(list(data["all"].paths).index(odd), 1)
+    assert (decoded == face).all()

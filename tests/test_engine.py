@@ -47,6 +47,23 @@ def test_a_resume_refuses_what_it_would_ignore(tiny_run, flags, given, refused, 
     assert refused in err and len(err.splitlines()) == 1
 
 
+def test_a_resume_to_fewer_epochs_than_the_runs_own_is_refused(tiny_run, flags, tmp_path,
+                                                               capsys):  # fmt: skip
+    """Issue 31: `--resume --epochs 1` on a run at epoch 1 of 4 ran "epochs 2–1 of 1"."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    state = checkpoint.load(run / "last.pt")
+    done = state.epoch + 1
+    checkpoint.save(run / "last.pt", replace(state, recipe=state.recipe.override(epochs=done + 3)))
+    assert main(["train", "--resume", "--out", str(run), *flags, "--epochs", str(done + 1)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: --epochs {done + 1}: {run / 'last.pt'} is a run of {done + 3} epochs ({done} "
+        f"trained); resume without --epochs to finish it, or give more than {done + 3} to "
+        "extend it"
+    ]
+
+
 def test_distillation_from_a_package_of_another_label_order(tiny_run, flags, tmp_path):
     """The teacher's classes are matched by name: a teacher whose outputs are listed in reverse
     order teaches the same thing; the checkpoint and card record it."""

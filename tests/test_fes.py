@@ -104,3 +104,20 @@ def test_real_fer_plus_votes_give_the_published_matrix():
         ("fear", "surprise"), ("fear", "neutral"), ("happy", "surprise"), ("happy", "neutral"),
         ("sad", "surprise"), ("sad", "neutral"), ("surprise", "neutral"),
     }  # fmt: skip
+
+
+def test_out_to_a_fifo_writes_the_json_through_and_no_picture_beside_it(tmp_path, capsys):
+    import os
+    import threading
+
+    votes = write_votes(tmp_path / "votes.csv", [[5, 0, 0, 5, 0, 0, 0, 0, 0, 0]] * 3)
+    fifo = tmp_path / "FES.json"
+    os.mkfifo(fifo)
+    read = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_bytes()))
+    reader.start()
+    assert main(["fes", "--votes", str(votes), "--out", str(fifo)]) == 0
+    reader.join(10)
+    assert json.loads(read[0])["labels"][0] == "angry"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FES.json", "votes.csv"]
+    assert "no heat map: --out is not a regular file" in capsys.readouterr().err

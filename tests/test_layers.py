@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 # the trainer's layers, lowest first: each may import its own and earlier layers only
 TRAINER_LAYERS = ("files", "flags", "provenance", "data", "engine", "evaluation", "export",
-                  "methods", "search", "measure", "cli", "__main__")  # fmt: skip
+                  "methods", "search", "measure", "device_pass", "cli", "__main__")  # fmt: skip
 
 
 def module_name(path: Path) -> str:

@@ -60,3 +60,39 @@ def test_a_face_the_detector_misses_is_held_briefly_then_dropped():
     assert [r.faces[0].held for r in seen[:5]] == [False, False, False, True, True]
     assert seen[4].faces[0].box == seen[2].faces[0].box  # at its last detected place
     assert {r.faces[0].track_id for r in seen[:5]} == {1}
+
+
+def test_process_takes_bgr_grey_or_bgra_uint8_and_says_so_for_anything_else():
+    """Issue 31: None, lists, floats, uint16, empty arrays were internal errors; BGRA too."""
+    from fer_core.demo import demo_frame
+
+    face = demo_frame(0, label=False)
+    nan = np.full((48, 64, 3), np.nan, np.float32)
+    with Recognizer() as recognizer:
+        bgr = recognizer.process(face).faces[0].box
+        grey = recognizer.process(face.mean(axis=2).astype(np.uint8)).faces[0].box
+        bgra = recognizer.process(np.dstack([face, np.full(face.shape[:2], 255, np.uint8)]))
+        assert np.allclose(grey, bgr, atol=8) and np.allclose(bgra.faces[0].box, bgr, atol=2)
+        for bad, kind, said in [
+            (None, TypeError, "got NoneType"),
+            (face.tolist(), TypeError, "got list"),
+            (face.astype(np.float32), TypeError, "got dtype float32"),
+            (nan, TypeError, "got dtype float32"),
+            (face.astype(np.uint16), TypeError, "got dtype uint16"),
+            (np.zeros((0, 0, 3), np.uint8), ValueError, r"got shape \(0, 0, 3\)"),
+            (np.zeros((4, 4, 2), np.uint8), ValueError, r"got shape \(4, 4, 2\)"),
+        ]:
+            with pytest.raises(kind, match=rf"frame: {said}; expected a uint8 numpy array, H×W×3"):
+                recognizer.process(bad)
+
+
+def test_calibrating_an_id_that_is_not_tracked_names_the_tracked_ids():
+    from fer_core.demo import demo_frame
+
+    with Recognizer() as recognizer:
+        with pytest.raises(ValueError, match=r"calibrate\(1\): .* tracked ids: none"):
+            recognizer.calibrate(1)
+        (face,) = recognizer.process(demo_frame(0, label=False)).faces
+        with pytest.raises(ValueError, match=rf"calibrate\(99\): .* tracked ids: {face.track_id}$"):
+            recognizer.calibrate(99)
+        recognizer.calibrate(face.track_id)

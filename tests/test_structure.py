@@ -59,6 +59,12 @@ def test_structure_from_file_through_the_registry(tmp_path):
         (ZENNET_R.replace("SuperResK1K5K1", "SuperResK1K4K1"), "SuperResK1K4K1", "must be odd"),
         (ZENNET_R + "garbage", "garbage", "expected a block"),
         ("", None, "empty"),
+        # issue 31: absurd sizes built (or hung building) a network of gigabytes
+        (ZENNET_R.replace("(8,32,2,8,1)SuperResK1K7K1(32,",
+                          "(8,999999,2,8,1)SuperResK1K7K1(999999,"), "999999",
+         "SuperResK1K5K1: out 999999 is too large (at most 16384)"),
+        (ZENNET_R.replace("SuperResK1K5K1", "SuperResK1K501K1"), "SuperResK1K501K1",
+         "k 501 is too large (at most 31)"),
     ],
 )  # fmt: skip
 def test_malformed_structure_points_at_the_token(text, token, message):

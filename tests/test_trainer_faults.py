@@ -323,6 +323,14 @@ ENSEMBLE = ["ensemble", "m.pt", "--dataset", "fer2013", "--data", "x"]
         (["evaluate", "m", "--dataset", "fer2013", "--data", "x", "--threads", "-3"], "--threads"),
         ([*EXPORT, "--int8-tolerance", "-1"], "--int8-tolerance"),
         ([*ENSEMBLE, "--int8-tolerance", "nan"], "--int8-tolerance"),
+        # issue 31: these were accepted (a hung machine, a run that trains nothing)
+        ([*TRAIN, "--threads", "100000"], "--threads"),
+        (["benchmark", "--threads", "100000"], "--threads"),
+        ([*TRAIN, "--lr", "inf"], "--lr"),
+        ([*TRAIN, "--lr", "nan"], "--lr"),
+        ([*TRAIN, "--lr", "0"], "--lr"),
+        ([*TRAIN, "--momentum", "-inf"], "--momentum"),
+        ([*TRAIN, "--zoom", "0.9", "inf"], "--zoom"),
     ],
 )
 def test_bad_numbers_are_refused_naming_the_flag(argv, flag, capsys):
@@ -480,7 +488,7 @@ def test_a_new_run_into_what_a_killed_run_left_is_refused(tmp_path, small_csv, c
     flags = ("--data", small_csv, "--out", out, "--epochs", "1", "--threads", "1")
     code, err = run(capsys, *TRAIN[:-4], *flags)
     one_line(code, err, f"error: {out}: already holds a run's {left}", "no last.pt", "--out")
-    assert files_of(out) == {".lock": files_of(out)[".lock"], left: b"the old run's"}
+    assert files_of(out) == {left: b"the old run's"}  # refused before the data, or a lock
 
 
 @pytest.mark.parametrize("planted", ["symlink", "hard link"])
@@ -567,3 +575,64 @@ def test_trainer_outputs_write_a_device_or_fifo_through_never_replace_it(tmp_pat
     assert cli.main(["fes", "--votes", str(votes), "--out", str(fifo)]) == 0
     reader.join(10)
     assert json.loads(got[0])["labels"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_checkpoint_save_on_a_full_disk_is_the_one_line_enospc(tmp_path, capsys):
+    """Issue 31: torch given a file name said "RuntimeError: PytorchStreamWriter failed writing
+    file" (a traceback) when the disk filled mid-training; /dev/full fails every write."""
+    from fer_core.view import InputView
+    from trainer.engine import checkpoint
+
+    ckpt = checkpoint.Checkpoint(
+        {"model": "vgg-fer-s"}, ["a", "b"], InputView(40), {"w": torch.zeros(1 << 18)}
+    )
+    with pytest.raises(OSError) as caught:
+        checkpoint.save("/dev/full", ckpt)
+    assert caught.value.errno == errno.ENOSPC
+    assert cli._os_error(caught.value) == "error: /dev/full: No space left on device (ENOSPC)"
+    last = tmp_path / "last.pt"
+    checkpoint.save(last, ckpt)  # a whole file is still written where there is room
+    assert checkpoint.load(last).labels == ["a", "b"]
+
+
+@pytest.mark.parametrize("flag", ["--init", "--teacher"])
+@pytest.mark.parametrize("weights", ["keys", "garbage", "list"])
+def test_a_package_with_crafted_torch_weights_is_one_line(tmp_path, small_csv, capsys, flag,
+                                                          weights):  # fmt: skip
+    """Issue 31: a package whose model.pt (its checksum matching) is not the network's
+    weights was a traceback from torch; no code runs either way (weights_only)."""
+    import shutil
+
+    from fer_core.zoo import default_package, sha256
+
+    package = tmp_path / "crafted"
+    shutil.copytree(default_package().path, package)
+    pt = package / "model.pt"
+    if weights == "garbage":
+        pt.write_bytes(b"PK\x03\x04 not a torch file")
+    else:
+        torch.save({"w": torch.zeros(3)} if weights == "keys" else [1, 2], pt)
+    card = json.loads((package / CARD).read_text())
+    card["sha256"]["model.pt"] = sha256(pt)
+    (package / CARD).write_text(json.dumps(card))
+    out = tmp_path / "run"
+    code, err = run(capsys, *TRAIN[:-4], "--data", small_csv, "--out", out, flag, package,
+                    "--epochs", "1")  # fmt: skip
+    one_line(code, err, f"error: {pt}: not the weights of the vgg-fer-s", "--torch-weights")
+
+
+@pytest.mark.parametrize("verb", ["train", "relabel", "kfold"])
+def test_an_out_that_cannot_be_written_is_told_before_the_data_is_read(tmp_path, capsys, verb):
+    """Issue 31: a read-only or full --out was found only after the whole dataset was read
+    (21 s against 4 s); here the data does not even exist, and --out is told first."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "run"
+    data = ["--dataset", "fer2013", "--data", tmp_path / "missing.csv", "--out", out]
+    argv = {
+        "train": ["train", "--model", "vgg-fer-s", *data],
+        "relabel": ["relabel", "s.pt", *data, "--no-fes"],
+        "kfold": ["kfold", "m.pt", *data],
+    }[verb]
+    code, err = run(capsys, *argv)
+    one_line(code, err, f"error: {out}: not a writable folder")

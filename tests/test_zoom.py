@@ -102,3 +102,18 @@ def test_a_detection_inside_one_already_found_is_not_new():
 def test_the_short_range_detector_runs_without_zoom():
     with FaceFinder(FaceOptions(detector="short")) as short:
         assert short.zoom is None
+
+
+def test_the_sweep_keeps_only_faces_the_short_range_detector_confirms(finder):
+    """The shipped photo: the first frame's sweep also takes the collar of the spacesuit for a
+    face (full-range score 0.56, as low as real distant faces); magnified for the short-range
+    detector it is not one, and the photo has one face, as the README's example prints."""
+    from fer_core.demo import DEMO_FACE
+
+    photo = cv2.imread(str(DEMO_FACE))
+    finder.zoom.reset()
+    sweep = [d for quarter in range(4) for d in finder.zoom._sweep(_rgb(photo), quarter)]
+    collar = [d for d in sweep if d.box[1] > photo.shape[0] / 2]
+    assert collar and not finder._verify(_rgb(photo), collar[0])
+    faces, _ = finder.find(photo, still=True)
+    assert [f.box for f in faces] == [(48, 24, 112, 112)]

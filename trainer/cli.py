@@ -15,13 +15,16 @@ from pathlib import Path
 
 from fer_core.view import TTA
 from fer_core.zoo import INT8_TOLERANCE
+from trainer.engine.rundir import check_run_dir
 from trainer.files import progress_bar, signals_handled
 from trainer.flags import (
     int_at_least,
     key_value,
     non_negative_float,
     non_negative_int,
+    positive_float,
     positive_int,
+    thread_count,
 )
 
 
@@ -106,7 +109,7 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
         help="time a model package's fp32 and int8 ONNX files instead (repeatable)",
     )
     p.add_argument(
-        "--threads", type=non_negative_int, default=1, help="CPU threads for torch and onnxruntime"
+        "--threads", type=thread_count, default=1, help="CPU threads for torch and onnxruntime"
     )
     p.add_argument(
         "--seconds", type=float, default=3.0, help="time spent measuring each model in each backend"
@@ -155,7 +158,7 @@ def _throughput_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
-        "--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's choice)"
+        "--threads", type=thread_count, default=0, help="torch CPU threads (0: torch's choice)"
     )
     p.add_argument(
         "--workers", type=non_negative_int, default=2, help="the baseline's DataLoader workers"
@@ -207,6 +210,9 @@ def _throughput(args: argparse.Namespace) -> int:
 
 # Recipe integers that must be at least 1; the others (sizes, patience, ramps) may be 0.
 RECIPE_INTS = {"epochs": positive_int, "batch_size": positive_int}
+# Recipe numbers are finite and ≥ 0 (`--lr inf` or `nan` trained nothing, silently); a learning
+# rate is > 0.
+RECIPE_FLOATS = {"lr": positive_float}
 
 
 def _recipe_flags(p: argparse.ArgumentParser) -> None:
@@ -225,9 +231,14 @@ def _recipe_flags(p: argparse.ArgumentParser) -> None:
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif kind is tuple:
-            group.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), default=None)
+            group.add_argument(
+                flag, type=non_negative_float, nargs=2, metavar=("LO", "HI"), default=None
+            )
         else:
-            kind = RECIPE_INTS.get(name, non_negative_int) if kind is int else kind
+            if kind is int:
+                kind = RECIPE_INTS.get(name, non_negative_int)
+            elif kind is float:
+                kind = RECIPE_FLOATS.get(name, non_negative_float)
             choices = CHOICES.get(name)
             metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
             group.add_argument(flag, type=kind, default=None, choices=choices, metavar=metavar)
@@ -340,7 +351,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--threads",
-        type=non_negative_int,
+        type=thread_count,
         default=0,
         help="CPU threads for torch (0: torch's choice)",
     )
@@ -445,6 +456,7 @@ def _train(args: argparse.Namespace) -> int:
             max_images=args.max_images,
         )
         callbacks = standard_callbacks(args.teacher, watch_test=args.watch_test)
+    check_run_dir(Path(args.out), resume=args.resume)  # in seconds, not after the data
     dataset = _read_dataset(args)
     if args.add_repeat != 1 and not args.add_data:
         raise ValueError("--add-repeat: only with --add-data")
@@ -481,7 +493,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--int8", action="store_true", help="run the package's model.int8.onnx")
     p.add_argument(
-        "--threads", type=non_negative_int, default=0, help="CPU threads (0: library default)"
+        "--threads", type=thread_count, default=0, help="CPU threads (0: library default)"
     )
     p.add_argument("--out", help="folder for evaluation.json and confusion.png")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
@@ -642,7 +654,7 @@ def _kfold_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: default)"
+        "--threads", type=thread_count, default=0, help="CPU threads for torch (0: default)"
     )
     _teacher_flag(p)
     _recipe_flags(p)
@@ -656,6 +668,7 @@ def _kfold(args: argparse.Namespace) -> int:
     given = ["--" + f.replace("_", "-") for f in VIEW_FIELDS if getattr(args, f) is not None]
     if given:
         raise ValueError(f"{', '.join(given)}: kfold keeps the views of the checkpoint's recipe")
+    check_run_dir(Path(args.out), resume=True)  # its fold runs are checked as they start
     dataset = _read_dataset(args)
     into = None
     if args.into:
@@ -706,7 +719,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
         help="training images that calibrate the int8 model",
     )
     p.add_argument(
-        "--threads", type=non_negative_int, default=0, help="CPU threads (0: library default)"
+        "--threads", type=thread_count, default=0, help="CPU threads (0: library default)"
     )
     p.add_argument(
         "--default",
@@ -812,7 +825,10 @@ def _fes(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}" + "".join(f"{v:9.5f}" for v in row))
     pairs = ", ".join(f"{a}↔{b}" for a, b, _ in fes.pairs_above(args.threshold))
     print(f"pairs above {args.threshold}: {pairs}")
-    print(f"wrote {files['json']}, {files['png']}", file=sys.stderr)
+    if files["png"] is None:
+        print(f"wrote {files['json']}; no heat map: --out is not a regular file", file=sys.stderr)
+    else:
+        print(f"wrote {files['json']}, {files['png']}", file=sys.stderr)
     return 0
 
 
@@ -861,7 +877,7 @@ def _relabel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: default)"
+        "--threads", type=thread_count, default=0, help="CPU threads for torch (0: default)"
     )
     _recipe_flags(p)  # defaults: the snapshot's recipe, 100 epochs, its lr at its epoch
 
@@ -871,6 +887,7 @@ def _relabel(args: argparse.Namespace) -> int:
     from trainer.methods.relabel import relabel
 
     _set_threads(args)
+    check_run_dir(Path(args.out), resume=args.resume)  # before the data is read
     overrides = _recipe_overrides(args)
     epochs = overrides.pop("epochs", 100)
     lr = overrides.pop("lr", None)
@@ -932,7 +949,7 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
     _int8_tolerance_flag(p)
     p.add_argument("--report", help="folder for ensemble.json and the confusion PNGs")
     p.add_argument(
-        "--threads", type=non_negative_int, default=0, help="CPU threads (0: library default)"
+        "--threads", type=thread_count, default=0, help="CPU threads (0: library default)"
     )
 
 
@@ -992,7 +1009,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: default)"
+        "--threads", type=thread_count, default=0, help="CPU threads for torch (0: default)"
     )
     sgas.add_arguments(p.add_argument_group("SGAS (--method sgas, as Auto-FERNet)"))
     zen.add_arguments(p.add_argument_group("Zen-NAS (--method zen)"))
@@ -1007,6 +1024,18 @@ def _search(args: argparse.Namespace) -> int:
     if not args.data:
         raise ValueError("--method sgas needs --data (the FER2013 csv or its folder)")
     return sgas.run(args, _read_dataset(args))
+
+
+def _device_pass_args(p: argparse.ArgumentParser) -> None:
+    from trainer.device_pass import add_arguments
+
+    add_arguments(p)
+
+
+def _device_pass(args: argparse.Namespace) -> int:
+    from trainer.device_pass import main as device_pass
+
+    return device_pass(args)
 
 
 VERBS: dict[str, Verb] = {
@@ -1053,6 +1082,11 @@ VERBS: dict[str, Verb] = {
         "training images/s: this project's path next to a per-image DataLoader baseline",
         _throughput_args,
         _throughput,
+    ),
+    "device-pass": Verb(
+        "a pass on a lent GPU: slim, pack, unpack, run, bundle, restore, unslim",
+        _device_pass_args,
+        _device_pass,
     ),
 }
 

@@ -37,6 +37,23 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     return path
 
 
+def save_torch(obj: object, path: str | Path) -> Path:
+    """`torch.save(obj)` as the file `path`, written whole (`atomic_write`). Saved through a
+    Python file, so a failed write (a full disk) raises the system's OSError naming `path` (one
+    line, status 2, and the run still resumes from its last whole last.pt); torch given a
+    name raises a RuntimeError instead ("PytorchStreamWriter failed writing file")."""
+    import torch
+
+    def write(tmp: str) -> None:
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(path)) from None
+
+    return atomic_write(path, write)
+
+
 @contextlib.contextmanager
 def signals_handled(signals: tuple[int, ...], handler: Callable) -> Iterator[None]:
     """Run the block with `handler` for `signals`, the previous handlers restored after. Python

@@ -36,6 +36,11 @@ BLOCK_KINDS: dict[str, tuple[re.Pattern[str], tuple[str, ...]]] = {
     ),
 }
 
+# The largest value of each field: far above any searched or published network, and a typo
+# (999999 channels) past them would allocate gigabytes or hang while the network is built.
+LIMITS = {"in": 16384, "out": 16384, "bottleneck": 16384, "stride": 16, "layers": 256,
+          "k": 31, "k2": 31, "e": 32}  # fmt: skip
+
 _BLOCK = re.compile(r"\s*(?P<name>[A-Za-z][A-Za-z0-9]*)\((?P<args>[^()]*)\)\s*")
 
 
@@ -107,7 +112,7 @@ def _parse(text: str) -> list[BlockSpec]:
                 len(name),
             )
         kind, fields, head = found
-        values = _ints(match["args"], match.start("args"), fail)
+        values, where = _ints(match["args"], match.start("args"), fail)
         if len(values) != len(fields):
             raise fail(
                 match.start("args"),
@@ -115,6 +120,14 @@ def _parse(text: str) -> list[BlockSpec]:
                 max(1, len(match["args"])),
             )
         args = dict(zip(fields, values, strict=True))
+        for field, value, (start, length) in zip(fields, values, where, strict=True):
+            if value > LIMITS[field]:
+                too_large = f"{name}: {field} {value} is too large (at most {LIMITS[field]})"
+                raise fail(start, too_large, length)
+        for field, value in head.groupdict().items():
+            if value is not None and int(value) > LIMITS[field]:
+                raise fail(name_pos, f"{name}: {field} {value} is too large (at most "
+                           f"{LIMITS[field]})", len(name))  # fmt: skip
         spec = BlockSpec(
             kind=kind,
             name=name,
@@ -145,8 +158,9 @@ def _block_kind(name: str) -> tuple[str, tuple[str, ...], re.Match[str]] | None:
     return None
 
 
-def _ints(args: str, offset: int, fail) -> list[int]:
-    values = []
+def _ints(args: str, offset: int, fail) -> tuple[list[int], list[tuple[int, int]]]:
+    """The comma-separated integers of `args` and each one's (position, length) in the text."""
+    values, where = [], []
     pos = offset
     for token in args.split(","):
         stripped = token.strip()
@@ -156,8 +170,9 @@ def _ints(args: str, offset: int, fail) -> list[int]:
                 start, f"expected a non-negative integer, got {stripped!r}", max(1, len(stripped))
             )
         values.append(int(stripped))
+        where.append((start, len(stripped)))
         pos += len(token) + 1
-    return values
+    return values, where
 
 
 def _check(spec: BlockSpec, previous: BlockSpec | None) -> str | None:

@@ -29,7 +29,12 @@ def read_dataset(name: str, path: str | Path, skip_bad: bool = False) -> Dataset
     if name not in READERS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(READERS)}")
     module, function = READERS[name].split(":")
-    return getattr(importlib.import_module(module), function)(Path(path), skip_bad=skip_bad)
+    dataset = getattr(importlib.import_module(module), function)(Path(path), skip_bad=skip_bad)
+    if not any(len(split) for split in dataset.splits.values()):
+        # a file with only its header: every verb would fail later on empty tensors
+        skipped = f" ({dataset.skipped.total} records skipped)" if dataset.skipped.total else ""
+        raise DataError(f"{path}: holds no images{skipped}; expected a {name} dataset's records")
+    return dataset
 
 
 __all__ = ["READERS", "DataError", "Dataset", "Split", "read_dataset"]

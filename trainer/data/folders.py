@@ -70,15 +70,28 @@ def _image_problem(file: Path) -> str | None:
     """Why `file` cannot be read as an image (missing, empty, a header no decoder knows), or
     None. For lazily decoded sets: only the header is read, as decoding every file here would
     take as long as an epoch."""
-    import cv2
-
     if not file.is_file():
         return "image file is missing"
     if file.stat().st_size == 0:
         return EMPTY_IMAGE
-    if not cv2.haveImageReader(str(file)):
+    with open(file, "rb") as f:
+        head = f.read(16)
+    if not any(re.match(signature, head) for signature in IMAGE_SIGNATURES):
         return UNREADABLE_IMAGE
     return None
+
+
+# The first bytes of the image formats of IMAGE_SUFFIXES that OpenCV decodes: the header is
+# checked here, not by cv2.haveImageReader, which crashes the process on a name that is not
+# UTF-8.
+IMAGE_SIGNATURES = (
+    rb"\x89PNG\r\n\x1a\n",
+    rb"\xff\xd8\xff",  # JPEG
+    rb"BM",
+    rb"II\*\x00|MM\x00\*",  # TIFF
+    rb"(?s)RIFF.{4}WEBP",
+    rb"P[1-6]\s",  # PBM / PGM / PPM
+)
 
 
 def _readable(files: list[Path], reject: Rejector) -> list[Path]:

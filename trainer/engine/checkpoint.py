@@ -24,7 +24,7 @@ from torch import nn
 
 from fer_core.view import InputView
 from trainer.engine.recipes import Recipe
-from trainer.files import atomic_write
+from trainer.files import save_torch
 
 FORMAT = "fer-trainer-checkpoint/2"
 OLD_FORMATS = {"fer-trainer-checkpoint/1"}  # pickled objects: unsafe to load
@@ -142,7 +142,7 @@ def _plain(value: Any) -> Any:
 
 
 def save(path: str | Path, ckpt: Checkpoint) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(ckpt.to_plain(), tmp))
+    return save_torch(ckpt.to_plain(), path)
 
 
 def load(path: str | Path) -> Checkpoint:

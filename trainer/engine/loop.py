@@ -227,10 +227,14 @@ class Run:
                     f"resuming {where}: the recipe's {', '.join(changed)} differ from the run's; "
                     "a resume takes only a larger --epochs"
                 )
-        if self.config.epochs is not None and self.config.epochs < prior.epoch + 1:
+        # fewer epochs than the run's own would end it early, with its schedule cut (the
+        # cosine never reaching its end), and said "epochs 2–1 of 1"
+        planned = max(prior.epoch + 1, prior.recipe.epochs if prior.recipe else 0)
+        if self.config.epochs is not None and self.config.epochs < planned:
             raise ValueError(
-                f"--epochs {self.config.epochs}: {where} has already trained {prior.epoch + 1} "
-                "epochs; give at least that many to extend it"
+                f"--epochs {self.config.epochs}: {where} is a run of {planned} epochs "
+                f"({prior.epoch + 1} trained); resume without --epochs to finish it, or give "
+                f"more than {planned} to extend it"
             )
         keys = sorted(cb.key for cb in self.callbacks if cb.key)
         if keys != sorted(prior.callbacks):

@@ -46,6 +46,19 @@ def claim_run_dir(out: Path, *, resume: bool) -> Iterator[Path]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def check_run_dir(out: Path, *, resume: bool) -> None:
+    """What `claim_run_dir` checks (a writable folder with room, no other run's files for a
+    new run), for a verb to call before it reads its data: a read-only or full disk is told in
+    seconds, not after the dataset is read. A folder not made yet is not made here: its
+    nearest existing parent is checked."""
+    out = Path(out)
+    base = next(p for p in (out, *out.parents) if p.exists())
+    _check_writable(base, out)
+    _check_free_space(base)
+    if not resume and base == out:
+        _check_no_run(out)
+
+
 def _check_no_run(out: Path) -> None:
     for name in RUN_FILES:
         if os.path.lexists(out / name):
@@ -59,7 +72,8 @@ def _check_no_run(out: Path) -> None:
             )
 
 
-def _check_writable(out: Path) -> None:
+def _check_writable(out: Path, named: Path | None = None) -> None:
+    """Create `out` if needed and a probe file in it; errors name `named` (the run folder)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         # a new file of a unique name (O_EXCL): nothing already in the folder is written
@@ -67,7 +81,8 @@ def _check_writable(out: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise RunDirError(f"{out}: not a writable folder ({err.strerror or err})") from None
+        what = named or out
+        raise RunDirError(f"{what}: not a writable folder ({err.strerror or err})") from None
 
 
 def _check_free_space(out: Path) -> None:

@@ -20,7 +20,7 @@ from fer_core.zoo import CARD, FILES, FORMAT, INT8_TOLERANCE, PackageError
 from trainer import provenance
 from trainer.engine.checkpoint import Checkpoint
 from trainer.engine.views import inputs
-from trainer.files import atomic_write, interrupts_deferred
+from trainer.files import atomic_write, interrupts_deferred, save_torch
 
 OPSET = 18
 
@@ -389,7 +389,7 @@ def save_torch_weights(model: nn.Module, path: Path) -> str:
     else:
         dtype = "float16"
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    torch.save(state, path)
+    save_torch(state, path)
     return dtype
 
 

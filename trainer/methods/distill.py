@@ -42,7 +42,7 @@ from trainer.engine import checkpoint
 from trainer.engine.callbacks import Callback
 from trainer.engine.step import Batch
 from trainer.engine.views import View, mirrored, normalize
-from trainer.files import atomic_write
+from trainer.files import save_torch
 
 STORED_CACHE = "teacher-logits.pt"
 
@@ -150,7 +150,7 @@ def cached_stored_logits(sources: list[str], run) -> torch.Tensor:
                   file=sys.stderr)  # fmt: skip
             return cached["logits"]
     logits = torch.stack([stored_logits(s, run) for s in sources]).mean(0)
-    atomic_write(path, lambda tmp: torch.save({"key": key, "logits": logits}, tmp))
+    save_torch({"key": key, "logits": logits}, path)
     return logits
 
 

@@ -141,15 +141,23 @@ def fes_from_votes(path: str | Path) -> FES:
     return compute_fes(votes, labels, str(path))
 
 
-def write_fes(fes: FES, out: str | Path, threshold: float = 0.03) -> dict[str, Path]:
+def write_fes(fes: FES, out: str | Path, threshold: float = 0.03) -> dict[str, Path | None]:
     """`out` (JSON) and a heat-map PNG beside it (same name, `.png`), both written atomically;
-    pairs above `threshold` are outlined in the picture's title."""
+    pairs above `threshold` are outlined in the picture's title. For a device or a FIFO `out`
+    (`/dev/stdout`) the JSON is written through and no picture is made (`png`: None): the name
+    beside it (`/dev/stdout.png`) is no place for a file."""
+    from fer_core.outputs import is_special
     from trainer.evaluation.plots import heatmap
     from trainer.files import atomic_write
 
     out = Path(out)
     text = json.dumps(fes.to_dict(), indent=2) + "\n"
-    files = {"json": atomic_write(out, lambda tmp: Path(tmp).write_text(text))}
+    files: dict[str, Path | None] = {
+        "json": atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+    }
+    if is_special(out):
+        files["png"] = None
+        return files
     shown = fes.matrix - np.eye(len(fes.labels))  # the diagonal (1) would wash out the colours
     cells = [
         ["1" if i == j else f"{fes.matrix[i, j]:.4f}" for j in range(len(fes.labels))]

@@ -61,7 +61,7 @@ from trainer.engine.checkpoint import rng_state, set_rng_state
 from trainer.engine.loop import resolve_device
 from trainer.engine.step import Precision
 from trainer.engine.views import as_batch_tensor
-from trainer.files import atomic_write, progress_bar
+from trainer.files import atomic_write, progress_bar, save_torch
 from trainer.flags import non_negative_int, positive_int
 from trainer.search.supernet import (
     EDGES,
@@ -787,7 +787,7 @@ class _Search:
         }
         _write_csv(self.out / "search.csv", self.state.rows)
         _write_alphas(self.out, self.model, self.state.status, self.state.epoch)
-        atomic_write(self.out / "state.pt", lambda tmp: torch.save(ckpt, tmp))
+        save_torch(ckpt, self.out / "state.pt")
 
     def finish(self) -> SGASResult:
         """The genotype (completed by p where the search was cut short), its files, the result."""

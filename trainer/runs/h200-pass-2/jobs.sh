@@ -1,4 +1,5 @@
 #!/bin/bash
+# A record of the call that ran (or was prepared); `python -m trainer device-pass` replaces its helpers (see trainer/README.md, "A pass on a lent GPU").
 # One device call: unpack FER2013, then side by side on the GPU the augmentation lever
 # (geometric, and both; the photometric arm ran on the CPU) against the seed-2 control of the
 # first pass (same recipe, seed and epochs); bundle what comes back. (The ensemble-3

@@ -1,4 +1,5 @@
 #!/bin/bash
+# A record of the call that ran (or was prepared); `python -m trainer device-pass` replaces its helpers (see trainer/README.md, "A pass on a lent GPU").
 # One device call: unpack FER2013, probe, train four jobs side by side on the GPU, bundle.
 # DRY=1: the same chain on the CPU with tiny settings (a local check of the script).
 set -u
