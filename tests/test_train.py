@@ -312,3 +312,18 @@ def test_watch_test_records_the_test_split_without_choosing_on_it(tiny_fer2013, 
     assert state.best["epoch"] == max(history, key=lambda r: r.val_top1).epoch
     # each session of the run says what software ran it
     assert [s["from_epoch"] for s in state.provenance] == [1, 2]
+
+
+def test_the_exponential_decay_and_the_gamma_augmentation_are_two_fields():
+    """One `gamma` field once served both: POSTER V2's ×0.98 per epoch also drew its faces'
+    gamma from e^±0.98. A checkpoint of that time resumes as it trained."""
+    from dataclasses import asdict
+
+    from trainer.engine.recipes import Recipe, get_recipe
+
+    poster = get_recipe("poster")
+    assert poster.lr_decay == 0.98 and poster.gamma == 0.0
+    assert lr_at(poster, 2.5, Plateau()) == pytest.approx(poster.lr * 0.98**2)
+    old = {k: v for k, v in asdict(poster).items() if k != "lr_decay"} | {"gamma": 0.98}
+    resumed = Recipe.from_dict(old)
+    assert resumed.lr_decay == 0.98 and resumed.gamma == 0.98

@@ -32,7 +32,7 @@ class Recipe:
     decay_norm_and_bias: bool = True  # False: weight decay on conv / linear weights only
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    gamma: float = 0.98  # exponential: lr × gamma per epoch
+    lr_decay: float = 0.98  # exponential: lr × lr_decay per epoch
     plateau_factor: float = 0.75  # plateau: on validation top-1
     plateau_patience: int = 5
     label_smoothing: float = 0.0
@@ -96,9 +96,12 @@ class Recipe:
         """A recipe from its checkpointed dict; fields newer than the checkpoint keep their
         defaults, and pairs come back as tuples."""
         known = {f.name for f in fields(cls)}
-        return cls(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
-        )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        if "lr_decay" not in data and data.get("schedule") == "exponential" and "gamma" in data:
+            # before lr_decay had its own name, one `gamma` field served as both the schedule's
+            # decay and the augmentation's log gamma: such a run resumes as it trained
+            values["lr_decay"] = data["gamma"]
+        return cls(**values)
 
     def override(self, **values: Any) -> Recipe:
         known = {f.name for f in fields(self)}
@@ -139,7 +142,7 @@ _add(Recipe(
     description="POSTER V2: SAM(ρ 0.05) around Adam 3.5e-5, ×0.98 per epoch, "
     "200 epochs, batch 144, flip + erasing, no weight decay",
     epochs=200, batch_size=144, lr=3.5e-5, optimizer="sam-adam", schedule="exponential",
-    gamma=0.98, erase_p=0.5, erase_area=(0.02, 0.1),
+    lr_decay=0.98, erase_p=0.5, erase_area=(0.02, 0.1),
 ))
 _add(Recipe(
     name="vgg",

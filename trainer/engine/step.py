@@ -277,7 +277,7 @@ def lr_at(recipe: Recipe, progress: float, plateau: Plateau) -> float:
         t = min((progress - recipe.warmup_epochs) / span, 1.0)
         return recipe.lr * 0.5 * (1 + math.cos(math.pi * t))
     if recipe.schedule == "exponential":
-        return recipe.lr * recipe.gamma ** math.floor(progress)
+        return recipe.lr * recipe.lr_decay ** math.floor(progress)
     if recipe.schedule == "plateau":
         return recipe.lr * plateau.scale
     return recipe.lr  # constant: `Recipe` checked the name
