@@ -38,6 +38,7 @@ def video(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_analyze_writes_video_csv_and_json(video, tmp_path, capsys):
     out, rows_csv, rows_json = tmp_path / "a.mp4", tmp_path / "f.csv", tmp_path / "f.jsonl"
     code = main(["analyze", str(video), "--out", str(out), "--csv", str(rows_csv),
@@ -85,6 +86,7 @@ def test_analyze_needs_something_to_write(video):
     assert exit_.value.code == 2
 
 
+@pytest.mark.slow
 def test_benchmark_prints_every_case_with_the_share_of_faces_found(capsys):
     assert main(["benchmark", "--frames", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -119,6 +121,7 @@ def run_analyze(args, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_an_error_and_the_old_video_survives(video, tmp_path):
     """The file-size limit makes writes past 300 kB fail as a full disk does."""
     long_video = write_demo_video(tmp_path / "long.avi", 120)
@@ -189,6 +192,7 @@ def test_an_input_is_never_an_outputs_partial_name_or_in_an_input_folder(video, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "rec.partial.avi"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_leaves_nothing(tmp_path):
     long_video = write_demo_video(tmp_path / "long.avi", 600)
     out, rows = tmp_path / "a.mp4", tmp_path / "f.csv"
@@ -275,6 +279,7 @@ def test_a_video_without_frames_is_one_line_and_leaves_nothing(tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.avi"]
 
 
+@pytest.mark.slow
 def test_names_that_are_not_utf8_are_read_or_refused_in_one_line(video, tmp_path):
     """Issue 31: OpenCV given such a name crashed the process (segmentation fault)."""
     odd = os.fsdecode(b"caf\xe9")

@@ -75,6 +75,7 @@ def raw_frame(window, index):
     return frame
 
 
+@pytest.mark.slow
 def test_window_shows_the_video_with_overlays_panel_timeline_and_timings(qtbot, window):
     shown = wait_frames(qtbot, window, 10)
     assert shown.source.endswith("faces.avi")
@@ -102,6 +103,7 @@ def test_window_shows_the_video_with_overlays_panel_timeline_and_timings(qtbot, 
     assert "faces.avi" in window.source_label.text()
 
 
+@pytest.mark.slow
 def test_controls_change_what_the_engine_does(qtbot, window):
     wait_frames(qtbot, window, 3)
     # mirror: the picture is the frame flipped left-right (overlays aside)
@@ -180,6 +182,7 @@ def test_recording_writes_a_playable_mp4_and_a_csv_of_every_face(qtbot, window, 
     assert all(abs(sum(float(r[f"p_{k}"]) for k in window.current.labels) - 1) < 1e-3 for r in rows)
 
 
+@pytest.mark.slow
 def test_calibrating_the_selected_face_corrects_its_reading(qtbot, window):
     """The demo face smiles all along: taken as her neutral face, her smile reads neutral."""
     wait_for(qtbot, window, lambda s: s.result.faces and s.result.faces[0].label == "happy")
@@ -211,6 +214,7 @@ def test_a_recording_with_blendshapes_has_their_columns(qtbot, window):
     assert rows and all(0 <= float(r["bs_mouthSmileLeft"]) <= 1 for r in rows)
 
 
+@pytest.mark.slow
 def test_a_recording_ends_with_its_source(qtbot, store, tmp_path):
     short = write_demo_video(tmp_path / "short.avi", 30)
     window = MainWindow(store, str(short), cameras=[])
@@ -298,6 +302,7 @@ def test_keyboard_shortcuts(qtbot, window):
     assert window.landmarks_box.isChecked()  # the checkbox follows its action
 
 
+@pytest.mark.slow
 def test_a_truncated_video_ends_with_a_message_not_a_crash(qtbot, window, tmp_path, face_video):
     cut = tmp_path / "cut.avi"
     data = face_video.read_bytes()
@@ -323,6 +328,7 @@ def _run_app(args, platform, prefix=()):
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_the_app_runs_a_video_and_reports_its_frame_rate(face_video, tmp_path):
     args = ["--source", str(face_video), "--frames", "20", "--report"]
     done = _run_app([*args, "--settings", str(tmp_path / "s.ini")], "offscreen")

@@ -63,6 +63,7 @@ def test_unknown_backend_is_named():
         Classifier(default_package(), backend="tensorrt")
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_engine_view_reproduces_the_cards_private_test_top1(classifier):
     """The engine's preprocessing (numpy + OpenCV) sees a stored FER2013 face exactly as the

@@ -2,9 +2,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from trainer.cli import main
 
 
+@pytest.mark.slow
 def test_models_json_lists_every_model_with_its_size():
     out = subprocess.run(
         [sys.executable, "-m", "trainer", "models", "--json"],
@@ -22,6 +25,7 @@ def test_models_json_lists_every_model_with_its_size():
     assert rows["vgg-fer"]["macs"] > 3e8
 
 
+@pytest.mark.slow
 def test_models_table_and_unknown_name(capsys):
     assert main(["models", "vgg-fer"]) == 0
     table = capsys.readouterr().out
@@ -30,6 +34,7 @@ def test_models_table_and_unknown_name(capsys):
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_benchmark_table(capsys):
     assert main(["benchmark", "vgg-fer", "--seconds", "0.1"]) == 0
     header, rule, row = capsys.readouterr().out.splitlines()[:3]
@@ -39,6 +44,7 @@ def test_benchmark_table(capsys):
     assert row.split()[:3] == ["vgg-fer", "1×40×40", "1"]
 
 
+@pytest.mark.slow
 def test_benchmark_prints_both_backends(capsys):
     assert main(["benchmark", "zennet-r-sa", "--seconds", "0.2", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)

@@ -23,6 +23,7 @@ def flags(tiny_fer2013):
 TINY = ["--recipe", "cpu-fast", "--batch-size", "32", "--lr", "0.02", "--warmup-epochs", "0"]
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_extended_by_a_larger_epochs(tiny_run, flags, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run[0], run)
@@ -64,6 +65,7 @@ def test_a_resume_to_fewer_epochs_than_the_runs_own_is_refused(tiny_run, flags, 
     ]
 
 
+@pytest.mark.slow
 def test_distillation_from_a_package_of_another_label_order(tiny_run, flags, tmp_path):
     """The teacher's classes are matched by name: a teacher whose outputs are listed in reverse
     order teaches the same thing; the checkpoint and card record it."""
@@ -89,6 +91,7 @@ def test_distillation_term_is_zero_when_student_matches_teacher():
     assert float(d.extra_loss(batch, logits)) > 0.1
 
 
+@pytest.mark.slow
 def test_stored_teacher_views_score_each_face_once_as_evaluate_would(
     tiny_run, tiny_fer2013, tmp_path, capsys
 ):
@@ -126,6 +129,7 @@ def test_stored_teacher_views_score_each_face_once_as_evaluate_would(
     assert "--kd-views stored takes any package" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_stored_teacher_scores_are_cached_for_a_resume(
     tiny_run, tiny_fer2013, tmp_path, monkeypatch
 ):
@@ -188,6 +192,7 @@ def test_a_teacher_must_know_every_class(tiny_run, flags, tmp_path, capsys):
     assert "has no class neutral" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_soft_targets_train_and_max_images_subsets(tiny_fer2013, tmp_path):
     """A split with vote distributions trains on them; --max-images keeps a seeded subset."""
     import numpy as np

@@ -43,6 +43,7 @@ def test_greedy_selection_stops_when_validation_stops_improving():
     assert len(select_members([noise, good, fixes_last], targets, "logits", "all")) == 3
 
 
+@pytest.mark.slow
 def test_ensemble_of_a_model_and_its_relabelled_twin_exports_one_package(
     tiny_run, tiny_fer2013, tmp_path, capsys
 ):
@@ -93,6 +94,7 @@ def test_ensemble_needs_two_members_with_the_same_classes(tiny_run, tiny_fer2013
         ensemble([run / "last.pt", tmp_path / "other.pt"], read_dataset("fer2013", tiny_fer2013))
 
 
+@pytest.mark.slow
 def test_exported_graph_reproduces_each_members_own_view(tiny_run, tiny_fer2013, tmp_path):
     """Members fed through ten crops and through a flip, inside the one ONNX graph, score what
     the members scored when each was run on its own."""
@@ -112,6 +114,7 @@ def test_exported_graph_reproduces_each_members_own_view(tiny_run, tiny_fer2013,
     assert scored.confusion == result.test.metrics.confusion
 
 
+@pytest.mark.slow
 def test_tta_gives_every_member_the_same_views_in_scoring_and_in_the_package(
     tiny_run, tiny_fer2013, tmp_path
 ):

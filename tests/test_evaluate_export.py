@@ -46,6 +46,7 @@ def package(tiny_run, tiny_fer2013, tmp_path_factory):
     return result, dataset
 
 
+@pytest.mark.slow
 def test_package_files_card_and_parity(package):
     result, _ = package
     names = {p.name for p in result.path.iterdir()}
@@ -161,6 +162,7 @@ def test_int8_ships_only_close_to_fp32_and_faster():
     assert not slow.ships and "9.60 ms a face, no faster than fp32's 2.60 ms" in slow.why
 
 
+@pytest.mark.slow
 def test_export_over_an_earlier_package_replaces_its_files(package, tiny_run, tmp_path):
     """Re-exporting into a copy of the package with an int8 model the judge leaves out: the
     files are the new export's, the earlier int8 model is gone (its card would not vouch for
@@ -220,6 +222,7 @@ def test_tta_views_average():
     assert torch.allclose(centre, images[..., 4:44, 4:44].float() / 255, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_evaluate_and_saliency(package, tiny_run, tiny_fer2013, tmp_path, capsys):
     from trainer.cli import main
 
@@ -238,6 +241,7 @@ def test_cli_evaluate_and_saliency(package, tiny_run, tiny_fer2013, tmp_path, ca
     assert "not a model package" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_scores_direct_transfer_into_the_card(tiny_run, tiny_fer2013, tmp_path):
     from trainer.data import Dataset, Split
     from trainer.data import labels as L

@@ -20,6 +20,7 @@ def _trainable_without_grad(model):
     return [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
 
 
+@pytest.mark.slow
 def test_autofernet_trains_with_aux_head_and_drop_path():
     torch.manual_seed(0)
     model = create_model("autofernet")

@@ -129,6 +129,7 @@ def fer_checkpoint(tmp_path_factory):
     return out / "last.pt"
 
 
+@pytest.mark.slow
 def test_kfold_end_to_end_and_resume(fer_checkpoint, tmp_path):
     from trainer.engine.checkpoint import load
     from trainer.engine.recipes import get_recipe
@@ -160,6 +161,7 @@ def test_kfold_end_to_end_and_resume(fer_checkpoint, tmp_path):
         kfold(fer_checkpoint, ck, k=2, recipe=recipe, out_dir=out, seed=1, device="cpu")
 
 
+@pytest.mark.slow
 def test_kfold_into_fer2013_trains_each_fold_in_its_labels_beside_its_faces(
     fer_checkpoint, tmp_path
 ):

@@ -70,6 +70,7 @@ def test_a_dataset_with_no_shared_class_and_bad_flags_are_refused(data):
             parse_source(bad, "--add-data")
 
 
+@pytest.mark.slow
 def test_train_verb_adds_data_and_resume_needs_it_again(data, tmp_path, capsys):
     from trainer.cli import main
     from trainer.engine.checkpoint import load

@@ -20,6 +20,7 @@ FAMILIES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_onnx_matches_torch(name, tmp_path):
     spec = get_spec(name)
@@ -40,6 +41,7 @@ def test_onnx_matches_torch(name, tmp_path):
         assert parity.top1_agreement == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.parametrize("name", ["autofernet", "vgg-fer"])
 def test_onnx_parity_on_real_fer2013_faces(name, tmp_path, fer2013_faces):
@@ -52,6 +54,7 @@ def test_onnx_parity_on_real_fer2013_faces(name, tmp_path, fer2013_faces):
     assert parity.max_abs_diff <= 1e-4, parity
 
 
+@pytest.mark.slow
 def test_an_exported_model_runs_without_torch(tmp_path):
     model = calibrate_bn(create_model("zennet-r-sa"), (3, 64, 64))
     path = export_onnx(model, tmp_path / "model.onnx", (3, 224, 224))

@@ -25,6 +25,7 @@ def _full_ir50_state(seed):
     return state
 
 
+@pytest.mark.slow
 def test_ir50_checkpoint_loads_and_reports_unused_parts(poster, tmp_path):
     state = _full_ir50_state(0)
     path = tmp_path / "ir50.pth"
@@ -82,6 +83,7 @@ def test_shape_mismatch_and_non_weights_name_the_file(poster, tmp_path):
         load_backbones(poster, ir50=tmp_path / "nowhere.pth")
 
 
+@pytest.mark.slow
 def test_registry_builder_takes_weight_paths(tmp_path):
     path = tmp_path / "ir50.pth"
     torch.save(_full_ir50_state(3), path)

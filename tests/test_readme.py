@@ -5,11 +5,14 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_python_example_runs(tmp_path):
     (example,) = re.findall(r"```python\n(.*?)```", README, re.S)
     done = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True,

@@ -111,6 +111,7 @@ def test_recipe_continues_the_snapshot_run():
     assert math.isclose(recipe.aux_weight, 0.4) and recipe.mixup == 0
 
 
+@pytest.mark.slow
 def test_relabel_fine_tune_logs_flips(tiny_run, tiny_fer2013, tmp_path):
     run, _ = tiny_run
     fes = tmp_path / "FES.json"
@@ -134,6 +135,7 @@ def test_relabel_fine_tune_logs_flips(tiny_run, tiny_fer2013, tmp_path):
     assert state.callbacks["relabel"]["rule"]["relabel_threshold"] == 0.9
 
 
+@pytest.mark.slow
 def test_the_control_is_the_same_fine_tune_without_the_rule(tiny_run, tiny_fer2013, tmp_path):
     """`relabel --no-relabel` against `relabel --no-fes` (which flips most labels at τ_r 0.9):
     the first epoch, before the rule starts, is the same to the last digit; then they part."""

@@ -261,6 +261,7 @@ def tiny_search(small_fer2013, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_tiny_search_finishes_and_writes_its_files(tiny_search):
     from fer_core.models import create_model
 
@@ -309,6 +310,7 @@ def test_refuses_to_overwrite_a_search(tiny_search, small_fer2013):
         search(tiny_config(small_fer2013, out))
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(small_fer2013, tmp_path, monkeypatch, cpu_small):
     from trainer.search import sgas
 

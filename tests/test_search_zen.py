@@ -115,6 +115,7 @@ def test_score_network_is_plain_and_default_unchanged():
 # --------------------------------------------------------------------------- budget
 
 
+@pytest.mark.slow
 def test_budget_rejects_with_the_right_reason():
     base = {"resolution": 32, "in_chans": 1, "num_classes": 7}
     ok, reason, figures = check_budget(INIT_M, Budget(1e6, 50e6, 14, None, **base))
@@ -281,6 +282,7 @@ def _comparable(out):
     return summary, (out / "search.csv").read_text()
 
 
+@pytest.mark.slow
 def test_tiny_search_writes_a_trainable_structure(tiny_run):
     out = tiny_run.out
     for name in ("structure.txt", "search.json", "search.csv", "progress.png", zen.STATE_FILE):
@@ -308,6 +310,7 @@ def test_tiny_search_writes_a_trainable_structure(tiny_run):
         search(_tiny(out))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interrupt", [RuntimeError, KeyboardInterrupt])
 def test_resume_reaches_the_uninterrupted_result(tiny_run, tmp_path, monkeypatch, interrupt):
     out = tmp_path / "run"

@@ -43,6 +43,7 @@ def test_package_is_complete_and_intact(package):
             assert path.stat().st_size < 50 * 1024 * 1024
 
 
+@pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
 def test_card_top1_reproduces_on_real_private_test(package):
@@ -72,6 +73,7 @@ def test_card_reports_ckplus_as_transfer_or_from_subject_folds(package):
         assert card.metrics["ckplus/all"]["transfer"] == "direct: never trained on"
 
 
+@pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
 def test_card_ckplus_transfer_reproduces(package):
@@ -88,6 +90,7 @@ def test_card_ckplus_transfer_reproduces(package):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_real_fer2013_splits():
     if not FER2013_CSV.is_file():

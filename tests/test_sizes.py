@@ -33,6 +33,7 @@ def measured():
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SIZES)
 def test_parameters_match_reference(name, measured):
     exact, reference, decimals, _ = SIZES[name]
@@ -41,6 +42,7 @@ def test_parameters_match_reference(name, measured):
     assert round(params / 1e6, decimals) == pytest.approx(reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n, s in SIZES.items() if s[3]])
 def test_macs_at_native_input_match_reference(name, measured):
     c = measured(name)
@@ -73,6 +75,7 @@ def test_zennet_m_backbone_and_shuffle_attention():
     assert sum(isinstance(m, ShuffleAttention) for m in model.modules()) == units == 24
 
 
+@pytest.mark.slow
 def test_poster_state_holds_the_unrun_landmark_head_only():
     # The MobileFaceNet regressor is loaded with its checkpoint but not run (its output is
     # discarded), so it is in the state but not on the executed path.

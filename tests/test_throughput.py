@@ -14,6 +14,7 @@ from trainer.measure.throughput import (
 )
 
 
+@pytest.mark.slow
 def test_both_paths_train_and_report_positive_rates():
     threads = torch.get_num_threads()
     row = throughput(
@@ -34,6 +35,7 @@ def test_both_paths_train_and_report_positive_rates():
     assert row.speedup == pytest.approx(row.images_per_s / row.baseline_img_s)
 
 
+@pytest.mark.slow
 def test_precision_is_said_and_bf16_is_chosen_only_where_native():
     from trainer.engine.step import cpu_has_bf16
 
@@ -46,6 +48,7 @@ def test_precision_is_said_and_bf16_is_chosen_only_where_native():
     assert ("emulated" in forced.precision) != cpu_has_bf16()
 
 
+@pytest.mark.slow
 def test_dilated_depthwise_convolutions_alone_run_fp32_in_cpu_bf16():
     """torch 2.14's oneDNN gives NaN bf16 weight gradients for these layers on a CPU (seen on
     an AVX512-BF16 CPU: Auto-FERNet at L3 C4 went NaN in its first step), so in CPU bf16 they

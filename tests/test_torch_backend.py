@@ -44,6 +44,7 @@ def altered(package, folder, drop=(), **card_changes):
     return load_package(copy)
 
 
+@pytest.mark.slow
 def test_export_writes_checksummed_torch_weights(package, tiny_run, tmp_path):
     from trainer.engine import checkpoint
 
@@ -143,6 +144,7 @@ def test_backend_devices_list_torch_only_where_it_can_run(package, tmp_path, mon
     assert backend_devices(load_package(package)) == {"onnxruntime": ["cpu"]}
 
 
+@pytest.mark.slow
 def test_a_package_with_torch_weights_is_an_ensemble_member(
     package, tiny_run, tiny_fer2013, tmp_path
 ):
@@ -168,6 +170,7 @@ def test_a_package_with_torch_weights_is_an_ensemble_member(
         export_ensemble(result, [no_weights, members[1]], tmp_path / "ens2", dataset)
 
 
+@pytest.mark.slow
 def test_a_package_with_torch_weights_starts_fine_tuning_and_kfold(package, tmp_path):
     """What survives of a run is its package: `--init` and `kfold` start from its model.pt, and
     k-fold keeps the views its card records (`train.views`)."""

@@ -68,6 +68,7 @@ def _cli_run_after_its_first_checkpoint(tiny_fer2013, out, epochs: int) -> subpr
     return proc
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_bit_for_bit(tiny_fer2013, tmp_path):
     """Kill a CLI run (SIGKILL) after its first epoch, resume it, and compare with a run that
     was never interrupted: same weights, same validation scores."""
@@ -96,6 +97,7 @@ def test_killed_run_resumes_bit_for_bit(tiny_fer2013, tmp_path):
     assert [r.val_top1 for r in resumed.history] == [r.val_top1 for r in straight.history]
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_run_with_one_line_and_its_checkpoints_whole(tiny_fer2013, tmp_path):
     """`kill`, `timeout` or a scheduler stop a run as Ctrl-C does: status 2, one line."""
     out = tmp_path / "stopped"
@@ -122,6 +124,7 @@ def test_learning_rate_schedules():
     assert lr_at(RECIPES["vgg"], 5, plateau) == pytest.approx(0.01 * 0.75)
 
 
+@pytest.mark.slow
 def test_every_recipe_trains_a_step():
     """Each paper recipe's options (aux head, SAM, mixup, ten crops, plateau) run one step."""
     from fer_core.models import create_model
@@ -177,6 +180,7 @@ def test_architecture_files_are_models(tmp_path):
         describe_architecture(str(structure), 7)
 
 
+@pytest.mark.slow
 def test_image_folder_dataset_trains_streamed_or_in_memory(tmp_path, monkeypatch):
     """A dataset of image files trains both ways: decoded once into memory, or decoded per
     batch by DataLoader workers when it would not fit (forced here with a zero limit)."""
@@ -271,6 +275,7 @@ def test_stronger_augmentation_does_what_its_settings_say():
     assert noisy.std() > 0.01 and torch.equal(noisy, Augment(48, noise=0.1)(grey, gen()))
 
 
+@pytest.mark.slow
 def test_model_options_reach_the_builder_and_the_checkpoint(tiny_fer2013, tmp_path, capsys):
     from trainer.cli import main
 
@@ -290,6 +295,7 @@ def test_model_options_reach_the_builder_and_the_checkpoint(tiny_fer2013, tmp_pa
     assert "model 'vgg-fer-s' with options" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_watch_test_records_the_test_split_without_choosing_on_it(tiny_fer2013, tmp_path):
     """`--watch-test`: the test split's top-1 after every epoch in test-watch.csv (mirror view),
     kept across a resume; best.pt is still chosen on validation alone."""

@@ -197,6 +197,7 @@ def _poisoned(model: nn.Module) -> nn.Module:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broken", ["torch", "onnxruntime"])
 def test_parity_refuses_non_finite_logits(tmp_path, broken):
     exported, compared = _tiny_net(), _tiny_net()
@@ -391,6 +392,7 @@ def test_unwritable_out_names_the_path_and_the_system_error(tmp_path, capsys):
     one_line(code, err, f"error: {blocker}: File exists (EEXIST)")  # mkdir of a file
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_in_one_line_and_leaves_whole_files(tmp_path):
     """A real SIGINT while a verb rewrites a file: exit 2, one line, the file whole."""
     state = tmp_path / "state.json"
