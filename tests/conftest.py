@@ -131,3 +131,17 @@ def permuted_clone(path, out, order):
             state.model[key] = value[torch.tensor(order)]
     checkpoint.save(out, state)
     return out
+
+
+@pytest.fixture
+def null_device(tmp_path):
+    """A character device that reads as /dev/null, inside the test's folder (so that nothing
+    can harm the real one), or None where only root may make one."""
+    import stat
+
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        return None
+    return node

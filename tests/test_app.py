@@ -481,16 +481,12 @@ def test_a_settings_file_that_is_not_an_ini_is_refused_and_kept(tmp_path, capsys
     assert check_settings(str(tmp_path / "new.ini")) is None
 
 
-def test_a_settings_device_or_fifo_is_written_through_never_replaced(tmp_path):
+def test_a_settings_device_or_fifo_is_written_through_never_replaced(tmp_path, null_device):
     """Issue 31: Qt replaced a `--settings` device node (/dev/null) with a regular file."""
     import stat
     import threading
 
-    node = tmp_path / "null"
-    try:
-        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of the test's own
-    except PermissionError:
-        node = None  # only root may make one; the FIFO below takes the same path
+    node = null_device  # None where only root may make one; the FIFO below takes the same path
     if node is not None:
         AppSettings(threshold=0.55).save(open_store(str(node)))
         assert stat.S_ISCHR(os.lstat(node).st_mode)

@@ -46,3 +46,16 @@ def test_picture_has_a_panel_per_face():
     one = Timeline(LABELS).picture()
     two = timeline.picture()
     assert two.shape[0] > one.shape[0] and two.shape[1] == 1000
+
+
+def test_picture_draws_every_face_up_to_the_cap_and_names_the_rest():
+    """Five faces used to be drawn as four, silently."""
+    timeline = Timeline(LABELS, seconds=float("inf"))
+    for k in range(20):  # face 5 is seen least
+        timeline.add(frame(k / 10, {i: 0.5 for i in range(1, 6 if k < 10 else 5)}))
+    assert timeline.picture_faces() == ([1, 2, 3, 4, 5], "")
+    assert timeline.picture().shape[0] > 5 * 170
+    shown, left_out = timeline.picture_faces(cap=4)
+    assert shown == [1, 2, 3, 4] and left_out.startswith("1 of 5 faces not drawn (#5)")
+    assert "4 longest-seen" in left_out
+    assert timeline.picture(faces=4).shape[0] > 4 * 170 + 30  # room for the line naming #5

@@ -547,7 +547,9 @@ def test_a_nearly_full_disk_is_refused(tmp_path, monkeypatch):
         pass
 
 
-def test_trainer_outputs_write_a_device_or_fifo_through_never_replace_it(tmp_path, capsys):
+def test_trainer_outputs_write_a_device_or_fifo_through_never_replace_it(
+    tmp_path, capsys, null_device
+):
     """Issue 31: `fes --out`, `compare --plot` and `saliency --out` (all `atomic_write`)
     renamed a regular file over the device node or FIFO they were given."""
     import stat
@@ -558,11 +560,7 @@ def test_trainer_outputs_write_a_device_or_fifo_through_never_replace_it(tmp_pat
     from trainer.files import atomic_write
 
     votes = write_votes(tmp_path / "votes.csv", [[5, 0, 0, 5, 0, 0, 0, 0, 0, 0]] * 3)
-    node = tmp_path / "null"
-    try:
-        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of the test's own
-    except PermissionError:
-        node = None  # only root may make one; the FIFO below takes the same path
+    node = null_device  # None where only root may make one; the FIFO below takes the same path
     if node is not None:
         assert cli.main(["fes", "--votes", str(votes), "--out", str(node)]) == 0
         run_dir = _run(tmp_path / "run", [0.3, 0.4])
