@@ -5,11 +5,8 @@ import re
 import sys
 from importlib import import_module
 
-VERBS = {
-    "analyze": ("app.analyze", "a video or image folder → annotated MP4, CSV / JSON lines"),
-    "benchmark": ("app.benchmark", "frames/s and stage ms with one face and with five"),
-    "cameras": ("app.cameras", "the camera indices that open"),
-}
+from app.verbs import VERBS
+
 # what the dynamic loader says when a system library is missing (OpenCV needs libGL, …)
 NO_LIBRARY = re.compile(r"(lib[\w.+-]+\.so[.\d]*): cannot open shared object file")
 

@@ -78,6 +78,7 @@ class AnalysisSummary:
     seconds: float = 0.0  # wall time of the whole loop (decode, engine, draw, write)
     stage_ms: dict[str, float] = field(default_factory=dict)  # medians per frame
     events: list[str] = field(default_factory=list)
+    left_out: str = ""  # the faces the --timeline picture could not draw, if any
 
     @property
     def fps(self) -> float:
@@ -184,6 +185,7 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
         summary.events = [e.message for e in source.events]
         if timeline is not None:
             write_png(args.timeline, timeline.picture())
+            summary.left_out = timeline.picture_faces()[1]
     summary.stage_ms = {k: statistics.median(v) for k, v in timings.items()}
     return summary
 
@@ -206,6 +208,8 @@ def main(argv: list[str]) -> int:
         print("error: interrupted; no output written (nothing partial left)", file=sys.stderr)
         return 2
     print(summary.report())
+    if summary.left_out:
+        print(f"note: {args.timeline}: {summary.left_out}", file=sys.stderr)
     for path in (args.out, args.csv, args.json, args.timeline):
         if path:
             print(f"wrote {path}")

@@ -60,28 +60,10 @@ def format_rows(rows: list[tuple[int, int | None, AnalysisSummary]]) -> str:
 
 def window_rates(frames: int, video_fps: float, model: str | None) -> list[tuple]:
     """(faces, face width, the window's report) per case, with the app's default settings."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtWidgets import QApplication
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is loaded
+    from app.gui import window_rates as measure
 
-    from app.launch import report
-    from app.settings import AppSettings, open_store
-    from app.window import MainWindow, run_for
-
-    app = QApplication.instance() or QApplication(["benchmark"])
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for faces, width in CASES[:3]:
-            name = f"{faces}-{width or 'grid'}"
-            video = write_demo_video(Path(tmp) / f"{name}.avi", frames, faces, video_fps, width)
-            store = open_store(f"{tmp}/settings-{name}.ini")
-            AppSettings(model=model or "", output_folder=tmp).save(store)
-            window = MainWindow(store, str(video), cameras=[])
-            window.show()
-            run_for(window, frames, None, app.quit)
-            app.exec()
-            rows.append((faces, width, report(window)))
-            window.close()
-    return rows
+    return measure(CASES[:3], frames, video_fps, model)
 
 
 def main(argv: list[str]) -> int:

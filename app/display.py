@@ -11,6 +11,7 @@ plugin and answered with the Debian/Ubuntu packages that provide the missing fil
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import re
 import shutil
@@ -90,9 +91,11 @@ def missing_from_ldd(text: str) -> list[str]:
 
 def missing_libraries(name: str) -> list[str]:
     """The system libraries PySide6's `name` platform plugin needs and this machine lacks."""
-    import PySide6
-
-    plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / PLUGIN_FILES[name]
+    # found, not imported: this runs before Qt may be loaded
+    spec = importlib.util.find_spec("PySide6")
+    if spec is None or spec.origin is None:
+        return []  # no PySide6: the import that follows says so
+    plugin = Path(spec.origin).parent / "Qt" / "plugins" / "platforms" / PLUGIN_FILES[name]
     missing = []
     if plugin.is_file() and shutil.which("ldd"):
         result = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True)

@@ -3,23 +3,27 @@
 Without `--source` it opens the first camera that works, or, on a machine without one, the
 labelled demo source, saying so. `--frames N` closes the window after N frames (with
 `--screenshot PNG` and `--report`: screenshots and the app's own frame rate, no person needed).
+
+Everything here runs before Qt is loaded (no display needed): the window itself opens in
+`app.gui` once the checks passed.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from app.display import forget_opencv_qt
 from app.display import problem as display_problem
-from fer_core.capture import SourceError, list_cameras, open_source
+from app.verbs import VERBS
+from fer_core.capture import SourceError, open_source
+from fer_core.outputs import is_special
 from fer_core.zoo import PackageError, load_package
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    from app.__main__ import VERBS
-
     verbs = "\n".join(f"  {verb:<10} {what}" for verb, (_, what) in VERBS.items())
     p = argparse.ArgumentParser(
         prog="python -m app",
@@ -49,13 +53,17 @@ def check_source(spec: str) -> str | None:
         return None
     camera = spec.isdigit() or spec.startswith("camera:")
     if not camera and not Path(spec).exists():
-        return f"{spec}: no such file or folder (expected a video, a folder of images, a camera "
-        "index such as 0, or 'demo')"
+        return (
+            f"{spec}: no such file or folder (expected a video, a folder of images, a camera "
+            "index such as 0, or 'demo')"
+        )
     try:
         with open_source(f"camera:{spec}" if spec.isdigit() else spec) as source:
             if not camera and source.read() is None:
-                return f"{spec}: no frame could be decoded (expected a video OpenCV's FFmpeg "
-                "reads, e.g. MP4/H.264, AVI/MJPG, MKV, WebM)"
+                return (
+                    f"{spec}: no frame could be decoded (expected a video OpenCV's FFmpeg "
+                    "reads, e.g. MP4/H.264, AVI/MJPG, MKV, WebM)"
+                )
     except SourceError as error:
         return str(error)
     return None
@@ -70,11 +78,37 @@ def check_model(spec: str) -> str | None:
     return None
 
 
+# the lines Qt's INI files hold: blank, [section], key=value (Qt drops the rest on a rewrite)
+INI_LINE = re.compile(r"\s*(\[.*\]|[^;#=\s][^=]*=.*)?\s*")
+
+
+def check_settings(path: str) -> str | None:
+    """An error message for a `--settings` file the app cannot keep its settings in without
+    losing what it holds, else None (a new file, an INI file, a device or a FIFO)."""
+    file = Path(path)
+    if not file.exists() or is_special(file):
+        return None
+    if file.is_dir():
+        return f"--settings {path}: is a folder; expected an INI file"
+    expected = "expected an INI file the app wrote, or a new file name"
+    try:
+        lines = file.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        return f"--settings {path}: not a text file; {expected}"
+    except OSError as error:
+        return f"--settings {path}: cannot be read ({error.strerror or error}); {expected}"
+    for number, line in enumerate(lines, 1):
+        if not INI_LINE.fullmatch(line):
+            return (
+                f"--settings {path}: line {number} ({line.strip()[:40]!r}) is no INI "
+                f"[section] or key=value line and would be lost; {expected}"
+            )
+    return None
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    forget_opencv_qt()  # before PySide6 is imported (app.settings)
-    from app.settings import check_settings
-
+    forget_opencv_qt()  # before PySide6 is imported (app.gui)
     checks = ((args.source, check_source), (args.model, check_model),
               (args.settings, check_settings))  # fmt: skip
     for given, check in checks:
@@ -89,32 +123,6 @@ def main(argv: list[str]) -> int:
         return 2
     source = f"camera:{args.source}" if args.source and args.source.isdigit() else args.source
 
-    from PySide6.QtWidgets import QApplication
+    from app.gui import show  # Qt, only now
 
-    from app.settings import APPLICATION, ORGANISATION, open_store
-    from app.window import MainWindow, run_for
-
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    app.setOrganizationName(ORGANISATION)
-    app.setApplicationName(APPLICATION)
-    cameras = [] if source else list_cameras()
-    window = MainWindow(open_store(args.settings), source, cameras, args.model)
-    window.show()
-    if args.frames:
-        run_for(window, args.frames, args.screenshot, window.close)
-    code = app.exec()
-    if args.report:
-        print(report(window))
-    return code
-
-
-def report(window) -> str:
-    """The app's own figures: frames painted per second and the engine's stage medians."""
-    shown = window.current
-    stages = ", ".join(f"{k} {v:.2f}" for k, v in window.stage_medians().items())
-    return "\n".join([
-        f"{window.frames_shown} frames shown: {window.mean_view_fps():.1f} frames/s painted "
-        f"(first to last frame), engine {shown.engine_fps if shown else 0:.1f} frames/s at the "
-        f"end, {shown.dropped if shown else 0} frames dropped by capture",
-        f"median ms over the last 30 frames: {stages}",
-    ])  # fmt: skip
+    return show(source, args.model, args.settings, args.frames, args.screenshot, args.report)

@@ -2,13 +2,12 @@
 file given with `--settings`). One dataclass, read and written field by field, so a value
 from an older or hand-edited file that does not fit falls back to its default.
 
-Qt rewrites an INI file whole from the keys it understood, so `check_settings` refuses a
-`--settings` file holding any other line (a text file given by mistake would lose them); a
-device or a FIFO (`--settings /dev/null`) is written through, never replaced by a file."""
+Qt rewrites an INI file whole from the keys it understood, so `app.launch.check_settings`
+refuses a `--settings` file holding any other line (a text file given by mistake would lose
+them); a device or a FIFO (`--settings /dev/null`) is written through, never replaced by a file."""
 
 from __future__ import annotations
 
-import re
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, fields
@@ -99,34 +98,6 @@ def open_store(path: str | None = None) -> QSettings:
     if path:
         return QSettings(path, QSettings.Format.IniFormat)
     return QSettings(ORGANISATION, APPLICATION)
-
-
-# the lines Qt's INI files hold: blank, [section], key=value (Qt drops the rest on a rewrite)
-INI_LINE = re.compile(r"\s*(\[.*\]|[^;#=\s][^=]*=.*)?\s*")
-
-
-def check_settings(path: str) -> str | None:
-    """An error message for a `--settings` file the app cannot keep its settings in without
-    losing what it holds, else None (a new file, an INI file, a device or a FIFO)."""
-    file = Path(path)
-    if not file.exists() or is_special(file):
-        return None
-    if file.is_dir():
-        return f"--settings {path}: is a folder; expected an INI file"
-    expected = "expected an INI file the app wrote, or a new file name"
-    try:
-        lines = file.read_bytes().decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        return f"--settings {path}: not a text file; {expected}"
-    except OSError as error:
-        return f"--settings {path}: cannot be read ({error.strerror or error}); {expected}"
-    for number, line in enumerate(lines, 1):
-        if not INI_LINE.fullmatch(line):
-            return (
-                f"--settings {path}: line {number} ({line.strip()[:40]!r}) is no INI "
-                f"[section] or key=value line and would be lost; {expected}"
-            )
-    return None
 
 
 class ThroughStore(QSettings):

@@ -31,6 +31,7 @@ class VideoView(QWidget):
     outlined. A click on a face selects it (`face_clicked` gives frame coordinates)."""
 
     face_clicked = Signal(float, float)
+    painted = Signal()  # a frame is on screen (the window's layout ran before it)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -74,6 +75,8 @@ class VideoView(QWidget):
             painter.setPen(QPen(QColor(255, 255, 255), 2, Qt.PenStyle.DashLine))
             painter.drawRect(QRectF(target.x() + x0 * k - 4, target.y() + y0 * k - 4,
                                     (x1 - x0) * k + 8, (y1 - y0) * k + 8))  # fmt: skip
+        painter.end()
+        self.painted.emit()
 
     def mousePressEvent(self, event) -> None:
         if self.image is None:

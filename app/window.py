@@ -12,8 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -49,6 +49,8 @@ from fer_core.zoo import DEFAULT_FILE, MODELS_DIR, load_package, usable_packages
 DEMO = "demo"
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v);;All files (*)"
 STAGES = ("detect", "landmarks", "align", "classify", "track", "draw")
+VIRTUAL_PLATFORMS = ("offscreen", "minimal")  # Qt platforms with a make-believe screen
+VIRTUAL_SIZE = (1280, 800)  # the window's first size there: every control and status label fits
 STATUS_EVERY_S = 0.25  # the status bar text changes at most this often (readable, cheap)
 
 
@@ -115,10 +117,15 @@ class MainWindow(QMainWindow):
         self._build_status()
         self._options_changed()  # settings follow what the controls could select
         # a first size that fits the screen: Qt moves and shrinks a restored window that does
-        # not, and the layout would shift from one launch to the next
-        screen = self.screen().availableGeometry()
-        self.resize(min(1200, screen.width()), min(720, screen.height()))
-        self.restoreGeometry(QByteArray(self.settings.geometry))
+        # not, and the layout would shift from one launch to the next. A virtual screen
+        # (offscreen: 800 × 800, narrower than the controls) has no size to fit and would
+        # shrink any restored one: there the window is always one size, the one screenshots show
+        if QGuiApplication.platformName() in VIRTUAL_PLATFORMS:
+            self.resize(*VIRTUAL_SIZE)
+        else:
+            screen = self.screen().availableGeometry()
+            self.resize(min(1200, screen.width()), min(720, screen.height()))
+            self.restoreGeometry(QByteArray(self.settings.geometry))
         self.restoreState(QByteArray(self.settings.window_state))
         self.splitter.restoreState(QByteArray(self.settings.splitter))
 
@@ -600,7 +607,20 @@ def run_for(window: MainWindow, frames: int, screenshot: str | None, done: Calla
         if window.on_frame is None:
             return  # already finished
         window.on_frame = None
+        if screenshot and window.current is not None:
+            # the frame that counted is not painted yet, and the widgets it added (the
+            # panel's bars, with the first frame) are not laid out: grab once it is on screen,
+            # after that paint (grabbing inside it would paint recursively)
+            window.view.painted.connect(
+                lambda: QTimer.singleShot(0, shoot), Qt.ConnectionType.SingleShotConnection
+            )
+            window.view.update()  # a paint is due even when the source ended after its last
+        else:
+            shoot()
+
+    def shoot() -> None:
         if screenshot:
+            QGuiApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)  # any left
             window.grab().save(screenshot)
         QTimer.singleShot(0, done)
 

@@ -4,4 +4,9 @@
 runs on numpy and onnxruntime alone.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("fer-desktop")  # pyproject.toml holds the one version number
+except PackageNotFoundError:  # a checkout run without `pip install`
+    __version__ = "0+unknown"

@@ -13,9 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_core.assets import asset_dir
 from fer_core.capture import Frame, Source, SourceError
 
-DEMO_FACE = Path(__file__).resolve().parent.parent / "assets" / "demo" / "astronaut.jpg"
+DEMO_FACE = asset_dir("demo") / "astronaut.jpg"
 LABEL = "DEMO SOURCE (no camera)"
 
 

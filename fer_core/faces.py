@@ -23,10 +23,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_core.assets import asset_dir
 from fer_core.geometry import warp
 from fer_core.zoom import Detection, Zoom
 
-MEDIAPIPE_DIR = Path(__file__).resolve().parent.parent / "assets" / "mediapipe"
+MEDIAPIPE_DIR = asset_dir("mediapipe")
 
 
 @dataclass(frozen=True)
@@ -64,20 +65,6 @@ LANDMARKER = VendoredFile(
 )
 
 
-# MediaPipe's 52 blendshape scores, in the order FaceLandmarker gives them
-BLENDSHAPES = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
-    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
-    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
-    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
-    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
-    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
-    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
-    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
-    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight",
-)  # fmt: skip
 LANDMARK_SIDE = 256  # pixels of the square the landmarker sees around each face
 # A face the sweep of `fer_core.zoom` finds is shown to the short-range detector in a square of
 # VERIFY_SPAN times its size at VERIFY_SIDE pixels (where it is a near face, what that model

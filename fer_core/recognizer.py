@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +85,9 @@ class Recognizer:
         self._last: dict[int, Face] = {}  # track id → its face when last detected
         self._held: dict[int, int] = {}  # track id → frames held in a row since
 
-    def calibrate(self, track_id: int) -> None:
+    def calibrate(self, track_id: int) -> int:
         """Take this face's next frames as its neutral face (`fer_core.calibration`); the id
-        is a `FaceResult.track_id` of a face tracked now."""
+        is a `FaceResult.track_id` of a face tracked now. Returns how many frames it takes."""
         tracked = [t.id for t in self.tracker.tracks]
         if track_id not in tracked:
             raise ValueError(
@@ -95,6 +95,22 @@ class Recognizer:
                 f"{', '.join(map(str, tracked)) or 'none (no face in the last frames)'}"
             )
         self.calibration.start(track_id)
+        return self.calibration.options.frames
+
+    def clear_calibration(self) -> None:
+        """Every face reads as the model says again."""
+        self.calibration.clear()
+
+    def reconfigure(self, options: RecognizerOptions) -> bool:
+        """Take `options` in place when they differ only in what needs no new model (the
+        tracker's: tracks start afresh with them, ids keep counting); False, with nothing
+        changed, when they need a new `Recognizer`."""
+        if replace(options, tracker=self.options.tracker) != self.options:
+            return False
+        self.options = options
+        self.tracker.options = options.tracker
+        self.reset()
+        return True
 
     def process(
         self, image: np.ndarray, index: int = 0, time_s: float = 0.0, still: bool = False
@@ -122,7 +138,7 @@ class Recognizer:
         t0 = time.perf_counter()
         image = frame_image(image)
         if found.still:
-            self.forget()
+            self.reset()
         faces, timings = list(found.faces), dict(found.timings)
         detected = len(faces)
         faces += self._hold(faces)
@@ -169,9 +185,9 @@ class Recognizer:
         missed = self.tracker.unmatched(_boxes(faces)) if limit else []
         return [self._last[i] for i in missed if i in self._last and self._held[i] < limit]
 
-    def forget(self) -> None:
-        """Forget the faces of earlier frames (a new source, or an unrelated picture); ids
-        keep counting up."""
+    def reset(self) -> None:
+        """Forget the tracks and held faces of earlier frames (a new source, or an unrelated
+        picture); ids keep counting up, calibrations of live faces end with their tracks."""
         self.tracker.reset()
         self._last.clear()
         self._held.clear()
@@ -181,7 +197,7 @@ class Recognizer:
 
     def run(self, source: Source) -> Iterator[FrameResult]:
         """Every frame of `source`, in order (tracks start afresh)."""
-        self.forget()
+        self.reset()
         for frame in frames(source):
             yield self.process_frame(frame)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_core.faces import BLENDSHAPES
+from fer_core.blendshapes import BLENDSHAPES
 from fer_core.outputs import OutputFile, write_failed
 
 # held: 1 when the detector missed the face in this frame and it is kept at its last place

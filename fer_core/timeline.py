@@ -13,6 +13,10 @@ import numpy as np
 
 from fer_core.results import FrameResult
 
+# faces one timeline picture draws (170 px each): more panels than this make a picture
+# nobody reads; the rest are named at its bottom
+PICTURE_FACES = 12
+
 
 class Timeline:
     def __init__(self, labels: Sequence[str], seconds: float = 60.0):
@@ -51,9 +55,23 @@ class Timeline:
         self._tracks.clear()
         self.now = 0.0
 
-    def picture(self, faces: int = 4, width: int = 1000) -> np.ndarray:
+    def picture_faces(self, cap: int = PICTURE_FACES) -> tuple[list[int], str]:
+        """The faces `picture` draws (the `cap` longest-seen, in id order) and, when some are
+        left out, one line saying which and why ("" when every face is drawn)."""
+        longest = sorted(self._tracks, key=lambda t: -len(self._tracks[t]))
+        shown, left = sorted(longest[:cap]), sorted(longest[cap:])
+        if not left:
+            return shown, ""
+        named = ", ".join(f"#{t}" for t in left[:10]) + (", …" if len(left) > 10 else "")
+        return shown, (
+            f"{len(left)} of {len(longest)} faces not drawn ({named}): the timeline draws the "
+            f"{cap} longest-seen"
+        )
+
+    def picture(self, faces: int = PICTURE_FACES, width: int = 1000) -> np.ndarray:
         """The `faces` longest-seen faces' smoothed probabilities over time as a BGR picture:
-        one panel per face, one line per class in the overlay colours, a legend."""
+        one panel per face, one line per class in the overlay colours, a legend, and a line
+        at the bottom naming the faces left out, if any."""
         import cv2
 
         from fer_core.overlay import FONT, colour
@@ -61,12 +79,15 @@ class Timeline:
         def text(image, words, x, y, scale=0.45, ink=(0, 0, 0)):
             cv2.putText(image, words, (round(x), round(y)), FONT, scale, ink, 1, cv2.LINE_AA)
 
-        shown = sorted(self._tracks, key=lambda t: -len(self._tracks[t]))[:faces]
+        shown, left_out = self.picture_faces(faces)
         panel, left, legend, top = 170, 50, 110, 24
-        image = np.full((max(1, len(shown)) * panel + 30, width, 3), 255, np.uint8)
+        footer = 30 + 22 * bool(left_out)
+        image = np.full((max(1, len(shown)) * panel + footer, width, 3), 255, np.uint8)
         if not shown:
             text(image, "no faces", left, 40, 0.6)
             return image
+        if left_out:  # in red above the time axis; cv2 has no "…" glyph
+            text(image, left_out.replace("…", "..."), left, image.shape[0] - 30, ink=(0, 0, 200))
         start = min(self._tracks[t][0][0] for t in shown)
         span, plot_w, h = max(self.now - start, 1e-6), width - left - legend, panel - top - 16
         for i, label in enumerate(self.labels):  # legend

@@ -6,6 +6,7 @@ when its centre stays within half a face of the track's), smooths each track's p
 (EMA, a moving window, or none) and names the label only when the smoothed top probability
 reaches the threshold; below it the label is `UNCERTAIN`. A track that misses `max_missing`
 frames in a row ends; ids are never reused, so a face that leaves and comes back is a new id.
+The faces new in a frame get their ids in reading order: left to right, row by row from the top.
 
 Boxes are (x, y, w, h) in pixels; probabilities are rows in the model's label order.
 """
@@ -139,6 +140,21 @@ def _near(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return distance < side / 2
 
 
+def _reading_order(boxes: np.ndarray, faces: list[int]) -> list[int]:
+    """`faces` (indices into boxes) in reading order: rows top to bottom, each left to right.
+    A row is the topmost face left and every face whose centre lies within half its height
+    of that face's centre, so faces side by side at slightly different heights share a row."""
+    centres = boxes[:, :2] + boxes[:, 2:] / 2
+    rest = sorted(faces, key=lambda i: centres[i, 1])
+    order: list[int] = []
+    while rest:
+        top = rest[0]
+        row = [i for i in rest if abs(centres[i, 1] - centres[top, 1]) < boxes[top, 3] / 2]
+        order += sorted(row, key=lambda i: centres[i, 0])
+        rest = [i for i in rest if i not in row]
+    return order
+
+
 class Tracker:
     def __init__(self, labels: Sequence[str], options: TrackerOptions | None = None):
         self.labels = list(labels)
@@ -172,13 +188,16 @@ class Tracker:
             if track.id not in matched_ids:
                 track.missing += 1
         self.tracks = [t for t in self.tracks if t.missing <= self.options.max_missing]
+        # new faces get their ids in reading order, not in the detector's: the faces of a first
+        # frame read #1, #2, … across the picture
+        for i in _reading_order(boxes, [i for i in range(len(boxes)) if i not in matched]):
+            smoother = SMOOTHERS[self.options.smoothing](self.options)
+            matched[i] = Track(self._next_id, boxes[i], smoother)
+            self._next_id += 1
+            self.tracks.append(matched[i])
         results = []
         for i, box in enumerate(boxes):
-            track = matched.get(i)
-            if track is None:
-                track = Track(self._next_id, box, SMOOTHERS[self.options.smoothing](self.options))
-                self._next_id += 1
-                self.tracks.append(track)
+            track = matched[i]
             track.box, track.missing = box, 0
             track.age += 1
             face_probs = probs[i] if adjust is None else adjust(track.id, probs[i])

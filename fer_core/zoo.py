@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fer_core.assets import asset_dir
 from fer_core.view import TTA
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
+MODELS_DIR = asset_dir("models")
 DEFAULT_FILE = "DEFAULT"  # holds the name of the package the app uses by default
 CARD = "card.json"
 FORMAT = "fer-model-package/1"

@@ -109,6 +109,17 @@ def test_analyze_draws_the_emotion_timeline(video, tmp_path):
     assert len(rows) and rows.min() < 24 + 0.3 * 130
 
 
+def test_analyze_names_the_faces_its_timeline_left_out(video, tmp_path, monkeypatch, capsys):
+    """Faces beyond the picture's cap are said in one stderr line, not dropped silently."""
+    from fer_core.timeline import Timeline
+
+    said = "1 of 13 faces not drawn (#13): the timeline draws the 12 longest-seen"
+    monkeypatch.setattr(Timeline, "picture_faces", lambda self, cap=12: ([1], said))
+    picture = tmp_path / "timeline.png"
+    assert main(["analyze", str(video), "--timeline", str(picture), "--no-progress"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [f"note: {picture}: {said}"]
+
+
 def one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err

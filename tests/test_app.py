@@ -200,7 +200,7 @@ def test_calibrating_the_selected_face_corrects_its_reading(qtbot, window):
 def test_a_recording_with_blendshapes_has_their_columns(qtbot, window):
     window.blendshapes_box.setChecked(True)
     assert window.settings.blendshapes and window.pipeline.options.faces.blendshapes
-    wait_for(qtbot, window, lambda s: s.result.faces and s.result.faces[0].blendshapes)
+    wait_for(qtbot, window, lambda s: bool(s.result.faces and s.result.faces[0].blendshapes))
     window.act_record.setChecked(True)
     qtbot.waitUntil(lambda: window.recording is not None, timeout=5_000)
     _, csv_path = window.recording
@@ -315,8 +315,12 @@ def test_a_truncated_video_ends_with_a_message_not_a_crash(qtbot, window, tmp_pa
 
 
 def test_command_line_rejects_a_missing_source(capsys, tmp_path):
-    assert launch_main(["--source", str(tmp_path / "nope.mp4")]) == 2
-    assert "nope.mp4: no such file" in capsys.readouterr().err
+    missing = tmp_path / "nope.mp4"
+    assert launch_main(["--source", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {missing}: no such file or folder (expected a video, a folder of images, a "
+        "camera index such as 0, or 'demo')\n"
+    )
 
 
 def _run_app(args, platform, prefix=()):
@@ -452,6 +456,31 @@ def test_the_panel_and_timeline_read_clearly(qtbot, window):
     assert closest >= 120  # happy and surprise were 40 apart
 
 
+def test_a_one_image_screenshot_waits_for_the_laid_out_window(qtbot, store, tmp_path):
+    """Offscreen (an 800 × 800 make-believe screen) the window opened at 833 px with its status
+    bar clipped, and --screenshot of a single image grabbed it before the probability bars
+    the first frame adds were laid out."""
+    from app.widgets import rgb
+    from app.window import VIRTUAL_SIZE, run_for
+
+    window = MainWindow(store, str(ROOT / "assets" / "demo" / "astronaut.jpg"), cameras=[])
+    qtbot.addWidget(window)
+    window.show()
+    assert (window.width(), window.height()) == VIRTUAL_SIZE
+    shot, done = tmp_path / "window.png", []
+    run_for(window, 1, str(shot), lambda: done.append(True))
+    qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+    for label in (window.source_label, window.rate_label, window.stage_label):
+        assert label.width() >= label.sizeHint().width(), label.text()  # not clipped
+    picture = cv2.imread(str(shot))
+    left = window.splitter.widget(1).mapTo(window, window.rect().topLeft()).x()
+    side = picture[:, left:]  # the panel and the timeline
+    happy = rgb("happy")
+    bar = np.all(np.abs(side.astype(int) - (happy.blue(), happy.green(), happy.red())) < 8, 2)
+    assert bar.sum() > 1000  # the happy bar's chunk, not only the legend's swatch
+    window.close()
+
+
 def test_the_selection_outline_goes_around_the_label_tag():
     from app.widgets import selection_region
     from fer_core.overlay import tag_rect
@@ -473,7 +502,7 @@ def test_a_settings_file_that_is_not_an_ini_is_refused_and_kept(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --settings {notes}: line 1 ")
     assert notes.read_text() == "my shopping list\nmilk = 2\n"
-    from app.settings import check_settings
+    from app.launch import check_settings
 
     written = tmp_path / "app.ini"  # what the app writes, odd bytes and all, is accepted
     AppSettings(model="a=b [c]\n;d", geometry=bytes(range(256)) * 4).save(open_store(str(written)))

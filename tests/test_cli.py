@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from trainer.cli import main
+from trainer.cli import NEEDS_TRAIN, main
 
 
 @pytest.mark.slow
@@ -34,6 +34,24 @@ def test_models_table_and_unknown_name(capsys):
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
 
 
+def test_models_says_it_is_working_before_the_first_model_is_measured(capsys, monkeypatch):
+    """`models` measured every network (a minute) before printing anything."""
+    from trainer.measure import catalog
+
+    said_before = {}
+
+    def describe(name):
+        said_before[name] = capsys.readouterr().err
+        return catalog.ModelRow(name, "vgg", 1, 2, [40, 40], 1, 7, "fake")
+
+    monkeypatch.setattr(catalog, "describe", describe)
+    assert main(["models", "vgg-fer", "autofernet", "--json"]) == 0
+    assert "models" in said_before["vgg-fer"] and "0/2" in said_before["vgg-fer"]
+    assert "autofernet" in said_before["autofernet"]  # the bar names the one being measured
+    rows = json.loads(capsys.readouterr().out)  # stdout stays one JSON list
+    assert [r["name"] for r in rows] == ["vgg-fer", "autofernet"]
+
+
 @pytest.mark.slow
 def test_benchmark_table(capsys):
     assert main(["benchmark", "vgg-fer", "--seconds", "0.1"]) == 0
@@ -51,3 +69,26 @@ def test_benchmark_prints_both_backends(capsys):
     assert row["name"] == "zennet-r-sa" and row["threads"] == 1
     assert row["torch"]["median_ms"] > 0 and row["onnxruntime"]["median_ms"] > 0
     assert row["torch"]["runs"] >= 5
+
+
+def test_help_works_without_torch_and_verbs_are_refused_in_one_line():
+    """`fer-trainer --help` was refused without the train extra: people could not read what
+    it is for before installing it."""
+    code = (
+        "import contextlib, io, json, sys; sys.modules['torch'] = None\n"  # torch imports fail
+        "from trainer.cli import main\n"
+        "said = []\n"
+        "for argv in (['--help'], ['train', '--help'], ['models', '--help'],\n"
+        "             ['train', '--data', 'x'], ['models']):\n"
+        "    out, err = io.StringIO(), io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "        said.append([main(argv), out.getvalue(), err.getvalue()])\n"
+        "print(json.dumps(said))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    top, train, models, train_run, models_run = json.loads(run.stdout)
+    assert top[0] == 0 and "VERB" in top[1] and "train" in top[1] and NEEDS_TRAIN in top[1]
+    assert train[0] == 0 and "usage: python -m trainer train" in train[1]
+    assert models[0] == 0 and "--json" in models[1]  # flags that need no torch are listed
+    for refused in (train_run, models_run):
+        assert refused == [2, "", NEEDS_TRAIN + "\n"]

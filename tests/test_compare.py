@@ -40,3 +40,18 @@ def test_a_run_that_is_not_one_is_named(tmp_path, capsys):
     (tmp_path / "bad" / "metrics.csv").write_text(text)
     assert main(["compare", bad]) == 2
     assert "metrics.csv: line 2: expected numbers in every column" in capsys.readouterr().err
+
+
+def test_a_one_epoch_run_has_visible_training_curves(tmp_path, monkeypatch):
+    """One epoch is one point a series: drawn as a line alone, curves.png was blank."""
+    from trainer.evaluation import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda plt, fig, path: drawn.append(fig))
+    row = EpochRow(epoch=1, lr=0.01, train_loss=1.2, train_top1=0.3, val_loss=1.1,
+                   val_top1=0.35, val_macro_f1=0.3, images_per_s=100.0, seconds=60.0)  # fmt: skip
+    plots.training_curves([row], tmp_path / "curves.png")
+    lines = [line for ax in drawn[0].axes for line in ax.lines]
+    assert len(lines) == 4
+    assert all(line.get_marker() not in (None, "", " ", "None") for line in lines)
+    assert all(line.get_markersize() > 0 for line in lines)

@@ -51,3 +51,25 @@ def test_the_app_install_leaves_out_what_the_app_never_reads():
     left_out = {f for f in files if any(fnmatch.fnmatch(f, pattern) for pattern in excluded)}
     assert {f for f in files if f.endswith(("model.pt", ".png"))} == left_out
     assert any(f.endswith("model.onnx") for f in files)
+
+
+def test_the_version_is_written_once():
+    import tomllib
+
+    import fer_core
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert fer_core.__version__ == version  # read from the installed package's metadata
+
+
+def test_the_assets_are_found_as_installed_or_said_missing(monkeypatch):
+    import types
+
+    import pytest
+
+    from fer_core.assets import asset_dir
+
+    assert asset_dir("models") == ROOT / "assets" / "models"
+    monkeypatch.setitem(sys.modules, "assets", types.SimpleNamespace(__path__=["/nowhere"]))
+    with pytest.raises(FileNotFoundError, match=r"assets/demo: the `assets` folder is not inst"):
+        asset_dir("demo")

@@ -88,7 +88,7 @@ def test_an_interrupted_log_leaves_the_old_file_and_nothing_partial(tmp_path):
 
 
 def test_blendshape_columns_follow_the_probabilities_and_stay_empty_without_scores(tmp_path):
-    from fer_core.faces import BLENDSHAPES
+    from fer_core.blendshapes import BLENDSHAPES
 
     scored = FaceResult(1, (0, 0, 9, 9), {k: 1 / len(LABELS) for k in LABELS}, {}, "Happy",
                         0.3, blendshapes={name: 0.25 for name in BLENDSHAPES})  # fmt: skip
@@ -108,3 +108,17 @@ def test_landmarks_and_blendshapes_are_optional():
     assert f.landmarks is None and f.blendshapes is None
     g = FaceResult(3, (0, 0, 1, 1), {}, {}, "x", 0.0, landmarks=np.zeros((478, 2)))
     assert g.landmarks.shape == (478, 2)
+
+
+def test_the_rows_need_not_load_the_detector_for_the_blendshape_names():
+    """`fer_core.blendshapes` holds the names, for the rows and the detector alike: reading or
+    writing results loads neither MediaPipe nor the detector module."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, fer_core.results; "
+        "print('fer_core.faces' in sys.modules, 'mediapipe' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

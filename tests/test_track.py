@@ -26,6 +26,23 @@ def test_ids_follow_faces_that_move_and_swap_order():
     assert [f.track_id for f in moved] == [2, 1]
 
 
+def test_new_faces_get_ids_in_reading_order_not_the_detectors():
+    """Five faces in two rows, listed by the detector in no order; the lower row's faces sit
+    at slightly different heights and still read as one row."""
+    boxes = {  # expected id: box
+        1: [20, 30, 60, 60], 2: [150, 22, 60, 60], 3: [280, 36, 60, 60],
+        4: [60, 200, 70, 70], 5: [250, 210, 60, 60],
+    }  # fmt: skip
+    listed = [5, 2, 4, 1, 3]
+    faces = Tracker(LABELS).update([boxes[k] for k in listed], [HAPPY] * 5)
+    assert [f.track_id for f in faces] == listed  # results keep the input order
+    # a face new in a later frame, left of the others, takes the next id (ids never reshuffle)
+    tracker = Tracker(LABELS)
+    tracker.update([boxes[2], boxes[1]], [HAPPY] * 2)
+    later = tracker.update([boxes[2], boxes[1], [0, 100, 40, 40]], [HAPPY] * 3)
+    assert [f.track_id for f in later] == [2, 1, 3]
+
+
 def test_a_fast_move_without_overlap_keeps_the_id_when_the_centre_is_close():
     tracker = Tracker(LABELS, TrackerOptions(min_iou=0.9))
     tracker.update([[100, 100, 40, 40]], [HAPPY])

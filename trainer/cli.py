@@ -64,10 +64,17 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from trainer.measure.catalog import catalog, format_table
+    from fer_core.models import list_models
+    from trainer.measure.catalog import describe, format_table
 
+    # each model is built and measured (a minute for all of them): the bar tells it is working
+    rows = []
+    for name in (bar := progress_bar(args.names or list_models(), desc="models", unit="model",
+                                     file=sys.stderr)):  # fmt: skip
+        bar.set_postfix_str(name)
+        rows.append(describe(name))
     _print_rows(
-        catalog(args.names or None),
+        rows,
         args.json,
         format_table,
         "params: on the executed path in eval mode (no auxiliary head); "
@@ -1091,12 +1098,39 @@ VERBS: dict[str, Verb] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m trainer", description=__doc__)
+NEEDS_TRAIN = "python -m trainer needs the train extra: pip install -e '.[train]'"
+
+
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_parser(has_torch: bool = True) -> argparse.ArgumentParser:
+    """Without torch the parser still answers --help and VERB --help (people read what the
+    extra is for before installing it); a verb whose flags come from modules that import torch
+    then lists none, and `main` refuses every verb before it runs."""
+    parser = _Parser(prog="python -m trainer", description=__doc__,
+                     epilog=None if has_torch else NEEDS_TRAIN)  # fmt: skip
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, verb in VERBS.items():
-        verb.add_arguments(sub.add_parser(name, help=verb.help, description=verb.help))
+        p = sub.add_parser(name, help=verb.help, description=verb.help, epilog=parser.epilog)
+        if has_torch or _flags_without_torch(verb):
+            verb.add_arguments(p)
     return parser
+
+
+def _flags_without_torch(verb: Verb) -> bool:
+    """Whether the verb's flags can be built without torch (tried on a parser thrown away, so
+    a half-built verb never reaches the real one)."""
+    try:
+        verb.add_arguments(argparse.ArgumentParser())
+    except ImportError:
+        return False
+    return True
 
 
 def _check_device(args: argparse.Namespace) -> None:
@@ -1137,15 +1171,15 @@ def _raise_interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        import torch  # noqa: F401  (the verbs' flags come from modules that build networks)
-    except ImportError:
-        print("python -m trainer needs the train extra: pip install -e '.[train]'", file=sys.stderr)
-        return 2
-    try:
-        args = build_parser().parse_args(argv)
+    has_torch = _has_torch()
+    parser = build_parser(has_torch)
+    try:  # without torch, flags the parser could not list are left to the refusal below
+        args = parser.parse_args(argv) if has_torch else parser.parse_known_args(argv)[0]
     except SystemExit as stop:  # --help (0), or a usage error already told in one line (2)
         return stop.code
+    if not has_torch:  # every verb trains, loads or measures torch networks
+        print(NEEDS_TRAIN, file=sys.stderr)
+        return 2
     args.command = shlex.join(["python", "-m", "trainer", *argv])  # recorded in checkpoints
     args.argv = argv
     # Our own messages at INFO; the exporters' chatter only when it is a warning.

@@ -33,11 +33,12 @@ def training_curves(history: Sequence, path: str | Path) -> Path:
     """Loss and top-1 per epoch, training (augmented batches) against validation."""
     plt, fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(10, 4))
     epochs = [r.epoch for r in history]
-    ax_loss.plot(epochs, [r.train_loss for r in history], label="train")
-    ax_loss.plot(epochs, [r.val_loss for r in history], label="validation")
+    dots = {"marker": "o", "markersize": 4}  # a one-epoch run is a point: a line alone is blank
+    ax_loss.plot(epochs, [r.train_loss for r in history], label="train", **dots)
+    ax_loss.plot(epochs, [r.val_loss for r in history], label="validation", **dots)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.plot(epochs, [100 * r.train_top1 for r in history], label="train (augmented)")
-    ax_acc.plot(epochs, [100 * r.val_top1 for r in history], label="validation")
+    ax_acc.plot(epochs, [100 * r.train_top1 for r in history], label="train (augmented)", **dots)
+    ax_acc.plot(epochs, [100 * r.val_top1 for r in history], label="validation", **dots)
     ax_acc.set(xlabel="epoch", ylabel="top-1 %", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -47,10 +48,10 @@ def training_curves(history: Sequence, path: str | Path) -> Path:
 
 
 def _whole_epochs(ax) -> None:
-    """Epoch ticks at whole numbers (short runs otherwise get 1.25, 1.5, ...)."""
+    """Epoch ticks at whole numbers (short runs otherwise get 1.25, 1.5, ..., one epoch 0.99)."""
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def confusion(

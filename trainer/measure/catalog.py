@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fer_core.models import create_model, get_spec, list_models
+from fer_core.models import create_model, get_spec
 from trainer.evaluation.table import render, size
 
 
@@ -35,10 +35,6 @@ def describe(name: str) -> ModelRow:
         classes=spec.num_classes,
         description=spec.description,
     )
-
-
-def catalog(names: list[str] | None = None) -> list[ModelRow]:
-    return [describe(n) for n in (names or list_models())]
 
 
 def format_table(rows: list[ModelRow]) -> str:
