@@ -2,8 +2,9 @@
 turned into Qt signals (queued into the GUI thread), so the GUI never waits on a camera, a
 model load or a frame. The requests are the session's own (thread-safe, applied between frames).
 
-Painting is the GUI's: the pipeline hands over a finished `Shown` picture, at most one at a
-time (a new one replaces a picture the GUI has not taken yet, so a busy GUI sees the present).
+Painting is the GUI's (the overlays too, at the view's resolution): the pipeline hands over a
+finished `Shown` frame, at most one at a time (a new one replaces a frame the GUI has not taken
+yet, so a busy GUI sees the present).
 """
 
 from __future__ import annotations

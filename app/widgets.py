@@ -11,7 +11,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
-from fer_core.overlay import colour, tag_rect
+from fer_core.live import Shown
+from fer_core.overlay import OverlayStyle, colour, draw_scaled, scaled, tag_rect
 from fer_core.results import FaceResult
 
 
@@ -27,7 +28,8 @@ def to_qimage(bgr: np.ndarray) -> QImage:
 
 
 class VideoView(QWidget):
-    """The annotated frame, scaled to fit with its aspect ratio kept, the selected face
+    """The frame, scaled to fit with its aspect ratio kept, and its overlays drawn at the
+    view's own resolution (labels read the same whatever the source's size); the selected face
     outlined. A click on a face selects it (`face_clicked` gives frame coordinates)."""
 
     face_clicked = Signal(float, float)
@@ -35,64 +37,84 @@ class VideoView(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.image: QImage | None = None
-        self.selected_box: tuple[int, int, int, int] | None = None
+        self.shown: Shown | None = None
+        self.selected: FaceResult | None = None
+        self.image: QImage | None = None  # the picture painted, in device pixels
         self.message = "Opening the source…"
         self.setMinimumSize(320, 240)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
 
-    def show_frame(self, picture: np.ndarray, selected_box=None) -> None:
-        """`selected_box`: x0, y0, x1, y1 (frame pixels) to outline, or None."""
-        self.image = to_qimage(picture)
-        self.selected_box = selected_box
+    def show_frame(self, shown: Shown, selected: FaceResult | None = None) -> None:
+        """`selected`: the face to outline (frame pixels), or None. The picture is drawn now,
+        at the view's present size, and again whenever that size changes."""
+        self.shown, self.selected = shown, selected
+        self._render()
         self.update()
 
     def show_message(self, message: str) -> None:
         """Text shown when there is no frame (cleared by the next frame)."""
-        self.image, self.message = None, message
+        self.shown, self.image, self.message = None, None, message
         self.update()
 
     def _target(self) -> QRectF:
-        """Where the image lands in the widget."""
-        assert self.image is not None
-        scale = min(self.width() / self.image.width(), self.height() / self.image.height())
-        w, h = self.image.width() * scale, self.image.height() * scale
-        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+        """Where the frame lands in the widget."""
+        assert self.shown is not None
+        fh, fw = self.shown.image.shape[:2]
+        scale = min(self.width() / fw, self.height() / fh)
+        return QRectF((self.width() - fw * scale) / 2, (self.height() - fh * scale) / 2,
+                      fw * scale, fh * scale)  # fmt: skip
+
+    def _device_size(self) -> tuple[int, int]:
+        target, ratio = self._target(), self.devicePixelRatioF()
+        return max(1, round(target.width() * ratio)), max(1, round(target.height() * ratio))
+
+    def _render(self) -> None:
+        shown, size = self.shown, self._device_size()
+        style = OverlayStyle.for_view(self.devicePixelRatioF())
+        picture = draw_scaled(shown.image, shown.result, shown.labels, size, style,
+                              shown.view.bars, shown.view.landmarks)  # fmt: skip
+        self.image = to_qimage(picture)
 
     def paintEvent(self, event) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor(24, 24, 24))
-        if self.image is None:
+        if self.shown is None:
             painter.setPen(QColor(220, 220, 220))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.message)
             return
+        if (self.image.width(), self.image.height()) != self._device_size():
+            self._render()  # resized: drawn again, not stretched
         target = self._target()
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        painter.drawImage(target, self.image)
-        if self.selected_box is not None:  # around the face and its tag, never through them
-            k = target.width() / self.image.width()
-            x0, y0, x1, y1 = self.selected_box
+        painter.drawImage(target, self.image)  # one image pixel per device pixel
+        if self.selected is not None:  # around the face and its tag, never through them
+            ratio = self.devicePixelRatioF()
+            k = self.image.width() / self.shown.image.shape[1]
+            style = OverlayStyle.for_view(ratio)
+            region = selection_region(scaled(self.selected, k), self.image.width(), style)
+            x0, y0, x1, y1 = (v / ratio for v in region)
             painter.setPen(QPen(QColor(255, 255, 255), 2, Qt.PenStyle.DashLine))
-            painter.drawRect(QRectF(target.x() + x0 * k - 4, target.y() + y0 * k - 4,
-                                    (x1 - x0) * k + 8, (y1 - y0) * k + 8))  # fmt: skip
+            painter.drawRect(QRectF(target.x() + x0 - 4, target.y() + y0 - 4,
+                                    x1 - x0 + 8, y1 - y0 + 8))  # fmt: skip
         painter.end()
         self.painted.emit()
 
     def mousePressEvent(self, event) -> None:
-        if self.image is None:
+        if self.shown is None:
             return
         target = self._target()
         p: QPointF = event.position()
         if target.contains(p):
-            k = self.image.width() / target.width()
+            k = self.shown.image.shape[1] / target.width()
             self.face_clicked.emit((p.x() - target.x()) * k, (p.y() - target.y()) * k)
 
 
-def selection_region(face: FaceResult, width: int) -> tuple[int, int, int, int]:
-    """x0, y0, x1, y1 around a face's box and its label tag (frame pixels; the frame is
-    `width` wide)."""
+def selection_region(
+    face: FaceResult, width: int, style: OverlayStyle
+) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 around a face's box and its label tag drawn in `style` (pixels of a
+    picture `width` wide)."""
     x, y, w, h = face.box
-    tx0, ty0, tx1, _ = tag_rect(face, width)
+    tx0, ty0, tx1, _ = tag_rect(face, width, style)
     return min(x, tx0), min(y, ty0), max(x + w, tx1), y + h
 
 

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.pipeline import Pipeline, Rate, Shown, ViewOptions
 from app.settings import AppSettings
-from app.widgets import EmotionTimeline, ProbabilityPanel, VideoView, selection_region
+from app.widgets import EmotionTimeline, ProbabilityPanel, VideoView
 from fer_core.capture import IMAGE_SUFFIXES, Source, open_source
 from fer_core.classify import backend_devices
 from fer_core.demo import DemoSource
@@ -445,9 +445,9 @@ class MainWindow(QMainWindow):
         self.current = shown
         faces = shown.result.faces
         face = self.selected_face(faces)
-        width = shown.picture.shape[1]
-        selected = selection_region(face, width) if face and len(faces) > 1 else None
-        self.view.show_frame(shown.picture, selected)
+        t0 = time.perf_counter()
+        self.view.show_frame(shown, face if face and len(faces) > 1 else None)
+        draw_ms = (time.perf_counter() - t0) * 1e3  # the overlays are drawn for the view
         self.panel.set_labels(shown.labels)
         self.chart.set_labels(shown.labels)
         if self.timeline is None or self.timeline.labels != list(shown.labels):
@@ -456,7 +456,7 @@ class MainWindow(QMainWindow):
         self.panel.show_face(face)
         if face is not None:
             self.chart.show_series(*self.timeline.series(face.track_id))
-        for stage, ms in shown.result.timings_ms.items():
+        for stage, ms in {**shown.result.timings_ms, "draw": draw_ms}.items():
             self.stage_ms.setdefault(stage, deque(maxlen=30)).append(ms)
         view_fps = self.view_rate.tick()
         self.frames_shown += 1

@@ -1,5 +1,5 @@
 """A live session: one source at a time (a camera, or a video paced at its frame rate) through
-a `Recognizer`, frame after frame, with overlays drawn and an optional recording, and no Qt.
+a `Recognizer`, frame after frame, with an optional (annotated) recording, and no Qt.
 
 Modelled on MediaPipe Tasks' live-stream mode: options in, results out through callbacks.
 `run()` works in the calling thread until `stop()`; the requests (`open_source`,
@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
@@ -43,14 +44,22 @@ class ViewOptions:
 
 @dataclass(frozen=True)
 class Shown:
-    """One finished frame, ready to show."""
+    """One finished frame, ready to show. The overlays are drawn where they are seen: a view
+    draws them at its own resolution (`fer_core.overlay.draw_scaled`); `picture` is the frame
+    with them drawn at its own size, as recordings and snapshots keep it."""
 
-    picture: np.ndarray  # BGR, with the overlays
-    result: FrameResult  # its timings include "draw"
+    image: np.ndarray  # BGR, as recognised (mirrored when asked), without the overlays
+    result: FrameResult
     labels: tuple[str, ...]
+    view: ViewOptions  # what the overlays show
     source: str
     engine_fps: float  # frames the session finished per second, over the last second or two
     dropped: int  # frames the capture thread replaced before the session took them
+
+    @cached_property  # drawn once, by whoever needs it first (a recording, a snapshot)
+    def picture(self) -> np.ndarray:
+        view = self.view
+        return draw(self.image, self.result, self.labels, view.bars, view.landmarks)
 
 
 def _ignore(*_) -> None:
@@ -275,20 +284,17 @@ class LiveSession:
         view, latest = self._view, self._latest
         image = np.ascontiguousarray(frame.image[:, ::-1]) if view.mirror else frame.image
         result = self.recognizer.process(image, frame.index, frame.time_s, frame.still)
-        t0 = time.perf_counter()
-        picture = draw(image, result, self.labels, bars=view.bars, landmarks=view.landmarks)
-        draw_ms = (time.perf_counter() - t0) * 1e3
-        result = replace(result, timings_ms={**result.timings_ms, "draw": draw_ms})
+        shown = Shown(image, result, self.labels, view, latest.source.name, self._rate.tick(),
+                      latest.dropped)  # fmt: skip
         if self._recording is not None:
             try:
-                self._recording.write(picture, result)
+                self._recording.write(shown.picture, result)
             except OSError as error:
                 self.callbacks.event("error", f"recording stopped, nothing kept: {error}")
                 self._recording.discard()
                 self._recording = None
                 self.callbacks.recording_changed(None)
-        self.callbacks.frame(Shown(picture, result, self.labels, latest.source.name,
-                                   self._rate.tick(), latest.dropped))  # fmt: skip
+        self.callbacks.frame(shown)
 
     def _load(self, options: RecognizerOptions) -> None:
         """The running recognizer takes `options` if it can, else a new one is built; if that

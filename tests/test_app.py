@@ -82,12 +82,15 @@ def test_window_shows_the_video_with_overlays_panel_timeline_and_timings(qtbot, 
     assert len(shown.result.faces) == 1
     face = shown.result.faces[0]
     assert face.label in (*shown.labels, UNCERTAIN)
-    # the picture painted is the frame with the box drawn on it (its colour at the box edge)
+    # the frame as recognised, and as recorded: with the box drawn on it (its colour at the
+    # box edge); the view draws it at its own resolution, filling its width or height
     x, y, w, h = face.box
-    assert window.view.image is not None and window.view.image.width() == 640
     frame = raw_frame(window, shown.result.index)
+    assert np.abs(shown.image.astype(int) - frame).max() < 100
     assert np.abs(shown.picture.astype(int) - frame).max() > 100
     assert not np.array_equal(shown.picture[y + h, x : x + w], frame[y + h, x : x + w])
+    image, view = window.view.image, window.view
+    assert image is not None and (image.width() == view.width() or image.height() == view.height())
     # side panel: the face's smoothed probabilities in %, and its timeline
     values = window.panel.values()
     assert list(values) == list(shown.labels)
@@ -106,13 +109,13 @@ def test_window_shows_the_video_with_overlays_panel_timeline_and_timings(qtbot, 
 @pytest.mark.slow
 def test_controls_change_what_the_engine_does(qtbot, window):
     wait_frames(qtbot, window, 3)
-    # mirror: the picture is the frame flipped left-right (overlays aside)
+    # mirror: the frame recognised is the frame flipped left-right
     window.mirror_box.setChecked(True)
     assert window.act_mirror.isChecked() and window.pipeline.view.mirror
     wait_frames(qtbot, window, 2)
     shown = wait_frames(qtbot, window, 1)
     frame = raw_frame(window, shown.result.index).astype(int)
-    picture = shown.picture.astype(int)
+    picture = shown.image.astype(int)
     assert np.abs(picture - frame[:, ::-1]).mean() < np.abs(picture - frame).mean() / 3
     window.mirror_box.setChecked(False)
 
@@ -483,12 +486,13 @@ def test_a_one_image_screenshot_waits_for_the_laid_out_window(qtbot, store, tmp_
 
 def test_the_selection_outline_goes_around_the_label_tag():
     from app.widgets import selection_region
-    from fer_core.overlay import tag_rect
+    from fer_core.overlay import OverlayStyle, tag_rect
     from fer_core.results import FaceResult
 
     face = FaceResult(3, (600, 100, 60, 60), {}, {}, "surprise", 0.9)
-    x0, y0, x1, y1 = selection_region(face, 640)
-    tx0, ty0, tx1, _ = tag_rect(face, 640)
+    style = OverlayStyle.for_view()
+    x0, y0, x1, y1 = selection_region(face, 640, style)
+    tx0, ty0, tx1, _ = tag_rect(face, 640, style)
     assert x0 <= tx0 and y0 <= ty0 and x1 >= tx1 and y1 >= 160
     assert tx1 <= 640  # the tag stays inside the frame
 
