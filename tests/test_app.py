@@ -149,8 +149,15 @@ def test_controls_change_what_the_engine_does(qtbot, window):
 
     # pause holds the frame, resume goes on
     window.act_pause.setChecked(True)
-    time.sleep(0.1)
-    qtbot.wait(300)
+    # the frame in flight when the request came may still be shown; then none for 0.3 s
+    last = [window.frames_shown, time.monotonic()]
+
+    def settled() -> bool:
+        if window.frames_shown != last[0]:
+            last[:] = [window.frames_shown, time.monotonic()]
+        return time.monotonic() - last[1] > 0.3
+
+    qtbot.waitUntil(settled, timeout=5_000)
     held = window.frames_shown
     qtbot.wait(500)
     assert window.frames_shown == held
