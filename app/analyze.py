@@ -4,7 +4,8 @@ face per frame (CSV and/or JSON lines), a progress bar, and at the end the per-s
 milliseconds and the frames per second. Qt-free: it runs on a server.
 
 Every output is checked before the first frame, written under a `.partial` name and renamed
-only when the whole input went through; an error or Ctrl-C removes what this run wrote.
+only when the whole input went through; an error or Ctrl-C (or SIGTERM, SIGHUP) removes what
+this run wrote.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from fer_core.capture import Frame, ImageFolderSource, SourceError, VideoSource, frames
 from fer_core.faces import DETECTORS, FaceOptions
-from fer_core.outputs import check_outputs
+from fer_core.outputs import check_outputs, stops_as_interrupts
 from fer_core.overlay import draw
 from fer_core.recognizer import Recognizer, RecognizerOptions
 from fer_core.recording import AnnotatedVideo, write_png
@@ -200,7 +201,8 @@ def main(argv: list[str]) -> int:
     if not (args.out or args.csv or args.json or args.timeline):
         parser.error("nothing to write: give --out, --csv, --json and/or --timeline")
     try:
-        summary = analyze(args)
+        with stops_as_interrupts():  # a kill, a timeout, a closed terminal: as Ctrl-C
+            summary = analyze(args)
     except (SourceError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

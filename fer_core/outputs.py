@@ -13,6 +13,9 @@
   it names is written.
 - Files get the permissions of any file a program creates (0666 less the umask), not the
   0600 of a temporary file.
+- `stops_as_interrupts`: a SIGTERM (kill, timeout, a scheduler) or a SIGHUP (a closed
+  terminal) ends a command as Ctrl-C does, by a KeyboardInterrupt, so what cleans up after
+  Ctrl-C (partial files removed, one line said, status 2) runs for them too.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import contextlib
 import os
 import re
 import secrets
+import signal
 import stat
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 
@@ -227,3 +232,34 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
         raise write_failed(out.path, error) from None
     out.commit()
     return out.path
+
+
+# Ctrl-C, a kill / timeout / scheduler, a closed terminal: each stops a command the same way
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_handled(signals: tuple[int, ...], handler: Callable) -> Iterator[None]:
+    """Run the block with `handler` for `signals`, the previous handlers restored after. A
+    signal the process ignores stays ignored (`nohup` ignores SIGHUP, a shell ignores SIGINT
+    in a background job). Python takes signals in the main thread only, so elsewhere the block
+    runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    taken = [s for s in signals if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = [signal.signal(s, handler) for s in taken]
+    try:
+        yield
+    finally:
+        for s, earlier in zip(taken, previous, strict=True):
+            signal.signal(s, earlier)
+
+
+def raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def stops_as_interrupts() -> contextlib.AbstractContextManager[None]:
+    """The block with SIGTERM and SIGHUP raising KeyboardInterrupt, as Ctrl-C does."""
+    return signals_handled((signal.SIGTERM, signal.SIGHUP), raise_interrupt)

@@ -249,9 +249,11 @@ def sha256(path: Path) -> str:
 
 
 def load_package(name_or_path: str | Path, models_dir: Path = MODELS_DIR) -> ModelPackage:
-    """A package by name (a folder of `models_dir`), by folder, or by its card or ONNX file."""
+    """A package by name (a folder of `models_dir`, not a hidden one: `package_folders`), by
+    folder, or by its card or ONNX file."""
     path = Path(name_or_path)
-    if not path.exists() and (models_dir / str(name_or_path)).is_dir():
+    hidden = str(name_or_path).startswith(".")
+    if not path.exists() and not hidden and (models_dir / str(name_or_path)).is_dir():
         path = models_dir / str(name_or_path)
     if path.is_file():
         path = path.parent
@@ -274,7 +276,7 @@ def load_package(name_or_path: str | Path, models_dir: Path = MODELS_DIR) -> Mod
 def usable_packages(models_dir: Path = MODELS_DIR) -> tuple[list[ModelPackage], list[str]]:
     """The packages whose cards load, and one line for each package folder skipped."""
     packages, skipped = [], []
-    for folder in sorted(models_dir.iterdir()) if models_dir.is_dir() else ():
+    for folder in package_folders(models_dir):
         if (folder / CARD).is_file():
             try:
                 packages.append(load_package(folder))
@@ -284,9 +286,16 @@ def usable_packages(models_dir: Path = MODELS_DIR) -> tuple[list[ModelPackage], 
 
 
 def list_packages(models_dir: Path = MODELS_DIR) -> list[ModelPackage]:
+    return [load_package(p) for p in package_folders(models_dir) if (p / CARD).is_file()]
+
+
+def package_folders(models_dir: Path = MODELS_DIR) -> list[Path]:
+    """The entries of `models_dir` that may be packages, by name. Hidden names are not: an
+    export assembles its package in `.NAME.PID.staging` beside it, which a killed export
+    leaves behind, card and all."""
     if not models_dir.is_dir():
         return []
-    return [load_package(p) for p in sorted(models_dir.iterdir()) if (p / CARD).is_file()]
+    return sorted(p for p in models_dir.iterdir() if not p.name.startswith("."))
 
 
 def default_package(models_dir: Path = MODELS_DIR) -> ModelPackage:

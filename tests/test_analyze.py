@@ -204,7 +204,11 @@ def test_an_input_is_never_an_outputs_partial_name_or_in_an_input_folder(video, 
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=lambda s: s.name)  # fmt: skip
+def test_ctrl_c_stops_cleanly_and_leaves_nothing(tmp_path, stop):
+    """Issue 31: a SIGTERM (kill, timeout) or SIGHUP (a closed terminal) left the .partial
+    files; each now stops `analyze` as Ctrl-C does."""
     long_video = write_demo_video(tmp_path / "long.avi", 600)
     out, rows = tmp_path / "a.mp4", tmp_path / "f.csv"
     run = run_analyze([long_video, "--out", out, "--csv", rows])
@@ -212,7 +216,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing(tmp_path):
     while not list(tmp_path.glob("*partial*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
-    run.send_signal(signal.SIGINT)
+    run.send_signal(stop)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 2
     assert stderr.strip().splitlines() == [

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QDockWidget
 
+from app.gui import closed_by_signals
 from app.launch import main as launch_main
 from app.settings import AppSettings, open_store
 from app.window import MainWindow
@@ -349,6 +351,71 @@ def test_the_app_runs_a_video_and_reports_its_frame_rate(face_video, tmp_path):
     assert done.returncode == 0, done.stderr
     assert int(re.search(r"(\d+) frames shown", done.stdout)[1]) >= 20
     assert "classify" in done.stdout and "engine" in done.stdout
+
+
+STOPS = pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                                ids=lambda s: s.name)  # fmt: skip
+
+
+@STOPS
+def test_a_stop_signal_closes_the_window_and_keeps_its_recording(qtbot, window, capsys, stop):
+    """Issue 31: a SIGTERM lost the recording, a Ctrl-C printed a traceback and the window
+    ran on; each stop now closes the window as its close button does, with one line."""
+    wait_frames(qtbot, window, 2)
+    window.act_record.setChecked(True)
+    qtbot.waitUntil(lambda: window.recording is not None, timeout=5_000)
+    video_path, csv_path = window.recording
+    wait_frames(qtbot, window, 10)
+    before = signal.getsignal(stop)
+    with closed_by_signals(window) as closing:
+        os.kill(os.getpid(), stop)
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=15_000)
+    assert signal.getsignal(stop) is before  # the app's handlers end with its event loop
+    assert closing.signal == stop and not window.pipeline.isRunning()
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"stopped by {stop.name}: the window closed; the recording is kept: {video_path} "
+        f"and {csv_path.name}"
+    ]
+    assert not list(video_path.parent.glob("*partial*"))
+    capture = cv2.VideoCapture(str(video_path))
+    decoded = 0
+    while capture.read()[0]:
+        decoded += 1
+    capture.release()
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert decoded >= 10 and len(rows) == decoded  # whole: every frame written, in both
+
+
+def caught_signals(pid: int) -> int:
+    """The bit mask of the signals process `pid` has handlers for (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+@STOPS
+def test_the_running_app_closes_on_a_stop_signal_in_one_line(face_video, tmp_path, stop):
+    """The real app in its event loop: Python's handler runs there too (the timer that gives
+    it control), the window closes (its settings are saved), one line, status 2."""
+    settings = tmp_path / "s.ini"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.Popen([sys.executable, "-m", "app", "--source", str(face_video),
+                            "--settings", str(settings)], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    ours = 1 << (signal.SIGTERM - 1) | 1 << (signal.SIGHUP - 1)  # set as its event loop starts
+    deadline = time.monotonic() + 120
+    while caught_signals(run.pid) & ours != ours and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the event loop
+    run.send_signal(stop)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    said = [line for line in stderr.splitlines() if "propagateSizeHints" not in line]
+    assert said == [f"stopped by {stop.name}: the window closed"]
+    assert "geometry" in settings.read_text()  # closed as the user closes it
 
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="Xvfb (xvfb-run) is not installed")

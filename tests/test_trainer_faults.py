@@ -20,7 +20,15 @@ import pytest
 import torch
 from torch import nn
 
-from fer_core.zoo import CARD, FORMAT, PackageError
+from fer_core.zoo import (
+    CARD,
+    FORMAT,
+    PackageError,
+    default_package,
+    list_packages,
+    load_package,
+    usable_packages,
+)
 from tests.conftest import ROOT, fer2013_rows, write_fer2013_csv
 from trainer import cli
 from trainer.data import DataError, read_dataset
@@ -108,6 +116,48 @@ def test_export_accepts_an_earlier_package_an_empty_folder_and_a_new_one(tmp_pat
     for name in ("model.onnx", "model.int8.onnx", "model.pt", "confusion-val.png", "curves.png"):
         (out / name).write_bytes(b"x")
     check_package_folder(out)
+
+
+def a_killed_export(models: Path, pid: int) -> Path:
+    """What an export SIGKILLed after writing its card leaves: `.vgg.PID.staging`, whose card
+    is a working package's."""
+    staging = models / f".vgg.{pid}.staging"
+    staging.mkdir(parents=True)
+    (staging / CARD).write_bytes((default_package().path / CARD).read_bytes())
+    (staging / "model.onnx").write_bytes(b"half")
+    return staging
+
+
+def test_a_killed_exports_staging_folder_is_removed_and_said(tmp_path, capsys):
+    """Issue 31: a SIGKILLed export's staging folder stayed for good, unsaid."""
+    stale = a_killed_export(tmp_path, 99_999_999)  # above any pid_max: no such process
+    check_package_folder(tmp_path / "vgg")
+    assert capsys.readouterr().err.splitlines() == [
+        f"removed a stale staging folder left by an interrupted export (pid 99999999): {stale}"
+    ]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_staging_folder_is_never_listed_as_a_package(tmp_path):
+    """Issue 31: the app offered a killed export's staging folder as a usable package."""
+    a_killed_export(tmp_path, 99_999_999)
+    assert usable_packages(tmp_path) == ([], []) and list_packages(tmp_path) == []
+    with pytest.raises(PackageError, match="not a model package"):
+        load_package(".vgg.99999999.staging", tmp_path)
+
+
+def test_an_export_of_a_package_another_live_export_assembles_is_refused(tmp_path, capsys):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        staging = a_killed_export(tmp_path, other.pid)
+        before = files_of(staging)
+        args = ("export", tmp_path / "best.pt", "--out", tmp_path / "vgg", "--dataset", "fer2013")
+        code, err = run(capsys, *args, "--data", tmp_path / "missing.csv")
+        one_line(code, err, "another export of this package is running", f"pid {other.pid}")
+        assert files_of(staging) == before
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_swap_in_replaces_the_package_files_and_keeps_others(tmp_path):

@@ -1188,9 +1188,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     try:
         _check_device(args)
-        # a SIGTERM (kill, timeout, a scheduler) ends a verb as Ctrl-C does: cleanups run (an
-        # export's staging folder is removed), one line is said, status 2
-        with signals_handled((signal.SIGTERM,), _raise_interrupt):
+        # a SIGTERM (kill, timeout, a scheduler) or a SIGHUP (a closed terminal) ends a verb as
+        # Ctrl-C does: cleanups run (an export's staging folder is removed), one line is said,
+        # status 2
+        with signals_handled((signal.SIGTERM, signal.SIGHUP), _raise_interrupt):
             return VERBS[args.verb].run(args)
     except tuple(FAILURES) as err:
         tell = next(tell for kind, tell in FAILURES.items() if isinstance(err, kind))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from fer_core.outputs import file_mode, is_special
+from fer_core.outputs import STOPS, file_mode, is_special, signals_handled
+
+__all__ = ["atomic_write", "interrupts_deferred", "progress_bar", "save_torch", "signals_handled"]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
@@ -55,26 +55,12 @@ def save_torch(obj: object, path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def signals_handled(signals: tuple[int, ...], handler: Callable) -> Iterator[None]:
-    """Run the block with `handler` for `signals`, the previous handlers restored after. Python
-    takes signals in the main thread only, so elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = [signal.signal(s, handler) for s in signals]
-    try:
-        yield
-    finally:
-        for s, earlier in zip(signals, previous, strict=True):
-            signal.signal(s, earlier)
-
-
-@contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C (or a SIGTERM) until the block ends, then raise it: what the block moves is
-    never left half moved, and what it builds (a progress bar) is never left half built."""
+    """Hold a Ctrl-C (or a SIGTERM, a SIGHUP) until the block ends, then raise it: what the
+    block moves is never left half moved, and what it builds (a progress bar) is never left
+    half built."""
     caught = []
-    with signals_handled((signal.SIGINT, signal.SIGTERM), lambda signum, _: caught.append(signum)):
+    with signals_handled(STOPS, lambda signum, _: caught.append(signum)):
         yield
     if caught:
         raise KeyboardInterrupt

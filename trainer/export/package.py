@@ -8,6 +8,9 @@ import fnmatch
 import json
 import logging
 import os
+import re
+import shutil
+import sys
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -248,14 +251,12 @@ def write_package(
     matrices, plus `pictures`). The package is assembled in a temporary folder beside `out` and
     moved in at the end (`swap_in`), so a failed export leaves the old package in place; an
     `out` that is not an earlier package is refused (`check_package_folder`)."""
-    import shutil
-
     from trainer.evaluation.latency import benchmark_package
 
     out = Path(out)
     check_package_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.{os.getpid()}.staging")
+    staging = staging_folder(out, os.getpid())
     staging.mkdir()  # never an earlier folder of that name: mkdir refuses it, nothing is removed
     try:
         files, parity = _write_models(model, view, dataset, staging, int8, calibration_images)
@@ -311,10 +312,51 @@ def _is_package_file(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in PACKAGE_FILES)
 
 
+def staging_folder(out: Path, pid: int) -> Path:
+    """Where process `pid` assembles the package `out`: hidden, so never listed as a package."""
+    return out.with_name(f".{out.name}.{pid}.staging")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clear_stale_staging(out: Path) -> None:
+    """Remove the staging folders of `out` that exports killed before they could clean up
+    (SIGKILL, a power cut) left, saying so; refuse while the export of a live process has
+    one (two exports of one package at a time would swap files into each other's)."""
+    if not out.parent.is_dir():
+        return
+    form = re.compile(re.escape(f".{out.name}.") + r"(\d+)\.staging")
+    for folder in sorted(out.parent.iterdir()):
+        found = form.fullmatch(folder.name)
+        if not found or not folder.is_dir() or folder.is_symlink():
+            continue
+        pid = int(found[1])
+        if _running(pid):
+            raise PackageError(
+                f"{out}: another export of this package is running (pid {pid}, assembling "
+                f"in {folder.name}); wait for it to end, or remove {folder} if pid {pid} is "
+                "no export"
+            )
+        shutil.rmtree(folder)
+        print(f"removed a stale staging folder left by an interrupted export (pid {pid}): "
+              f"{folder}", file=sys.stderr)  # fmt: skip
+
+
 def check_package_folder(out: Path) -> None:
     """Refuse an existing `out` that an export may not write into: anything but an empty folder
     or an earlier package (a card.json of this format and nothing but package files), so that
-    an export never replaces or deletes files it did not write, such as a run's checkpoints."""
+    an export never replaces or deletes files it did not write, such as a run's checkpoints.
+    First the staging folders a killed export of `out` left are removed (`clear_stale_staging`),
+    and an export of `out` still running is refused."""
+    clear_stale_staging(out)
     if not out.exists():
         return
     if not out.is_dir():
