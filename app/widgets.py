@@ -210,8 +210,13 @@ class EmotionTimeline(QWidget):
         ))  # fmt: skip
 
     def show_series(self, times: np.ndarray, probs: np.ndarray) -> None:
-        for i, curve in enumerate(self.curves.values()):
-            curve.setData(times, probs[:, i] if len(times) else [])
+        # a line needs two points: a lone one (a photo, a video's first frame) shows as a dot
+        symbol = "o" if len(times) == 1 else None
+        for i, (label, curve) in enumerate(self.curves.items()):
+            curve.setData(
+                times, probs[:, i] if len(times) else [], symbol=symbol, symbolSize=7,
+                symbolBrush=rgb(label), symbolPen=None,
+            )  # fmt: skip
 
     def points(self) -> int:
         curves = list(self.curves.values())

@@ -619,3 +619,16 @@ def test_a_bad_value_in_the_settings_falls_back_to_its_default_with_one_warning(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(str(path) in line for line in err)
     assert "smoothing='bogus'" in err[0] and "threshold=nan" in err[1]
+
+
+def test_a_lone_point_of_the_timeline_is_drawn_as_a_dot(qtbot):
+    """pyqtgraph draws nothing for a one-point line: a photo's timeline was empty."""
+    from app.widgets import EmotionTimeline
+
+    chart = EmotionTimeline()
+    qtbot.addWidget(chart)
+    chart.set_labels(["happy", "sad"])
+    chart.show_series(np.array([0.0]), np.array([[0.9, 0.1]]))
+    assert all(c.opts["symbol"] == "o" for c in chart.curves.values()) and chart.points() == 1
+    chart.show_series(np.array([0.0, 0.5]), np.array([[0.9, 0.1], [0.8, 0.2]]))
+    assert all(c.opts["symbol"] is None for c in chart.curves.values())
