@@ -179,3 +179,58 @@ def test_rate_and_free_stem(tmp_path):
     (tmp_path / "fer-2.mp4").touch()
     assert free_stem(tmp_path, "fer", ".mp4") == "fer-3"
     assert free_stem(tmp_path, "other", ".mp4") == "other"
+
+
+def play(video, overlap: bool, mirror_after: int | None = None) -> list:
+    """Every frame of `video` as shown by a session (mirrored from the frame after the
+    `mirror_after`-th shown one on, when given)."""
+    heard = Heard()
+    session = LiveSession(RecognizerOptions(), callbacks=heard.callbacks(), overlap=overlap)
+    thread = threading.Thread(target=session.run, name="live")
+    thread.start()
+    try:
+        session.open_source(lambda: open_source(video))
+        if mirror_after is not None:
+            heard.wait(lambda: len(heard.of("frame")) >= mirror_after)
+            session.set_view(mirror=True)
+        heard.wait(lambda: heard.of("source_ended"))
+    finally:
+        session.stop()
+        thread.join(30)
+    shown = heard.of("frame")
+    assert shown[-1].dropped == 0, "the machine was too busy to compare every frame"
+    assert [s.result.index for s in shown] == list(range(len(shown)))  # none lost, in order
+    return shown
+
+
+def test_overlap_gives_the_results_of_one_frame_after_the_other(tmp_path):
+    video = write_demo_video(tmp_path / "two.avi", 24, faces=2, fps=8.0)  # slow: none dropped
+    together, apart = play(video, overlap=True), play(video, overlap=False)
+
+    def seen(shown):
+        return [[(f.track_id, f.label, f.box, f.held) for f in s.result.faces] for s in shown]
+
+    assert seen(together) == seen(apart) and len(together) == 24
+    assert all(s.result.faces for s in together)
+
+
+def test_with_overlap_a_request_applies_between_frames(tmp_path):
+    """The frame in flight when a request comes finishes as it was found; every frame from
+    the next on is found and shown as asked (here mirrored)."""
+    video = write_demo_video(tmp_path / "two.avi", 24, faces=2, fps=8.0)
+    plain, shown = play(video, overlap=False), play(video, overlap=True, mirror_after=8)
+    mirrored = [s.view.mirror for s in shown]
+    assert mirrored == sorted(mirrored) and 8 <= mirrored.index(True) < 24
+    for before, now in zip(plain, shown, strict=True):
+        if now.view.mirror:
+            assert np.array_equal(now.image, before.image[:, ::-1])
+            centres = sorted(
+                640 - (x + w / 2) for x, _, w, _ in (f.box for f in before.result.faces)
+            )
+            assert np.allclose(
+                sorted(x + w / 2 for x, _, w, _ in (f.box for f in now.result.faces)),
+                centres,
+                atol=12,
+            )
+        else:
+            assert np.array_equal(now.image, before.image)
