@@ -23,6 +23,7 @@ from fer_core.capture import Frame, ImageFolderSource, SourceError, VideoSource,
 from fer_core.faces import DETECTORS, FaceOptions
 from fer_core.outputs import check_outputs, stops_as_interrupts
 from fer_core.overlay import draw
+from fer_core.profile import Profile
 from fer_core.recognizer import Recognizer, RecognizerOptions
 from fer_core.recording import AnnotatedVideo, write_png
 from fer_core.results import FaceLog, FrameResult
@@ -68,6 +69,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing", choices=tuple(SMOOTHERS), default="ema")
     p.add_argument("--threshold", type=float, default=0.4,
                    help="smoothed probability below which the label is 'uncertain'")  # fmt: skip
+    p.add_argument(
+        "--profile",
+        help="a saved personal profile (.profile.json, taught in the "
+        "app or with Recognizer.teach) to read the largest face with",
+    )
+    p.add_argument(
+        "--profile-face",
+        type=int,
+        metavar="ID",
+        help="read face ID (its face_id in the CSV) with --profile, not the largest",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -110,6 +122,10 @@ def check(args: argparse.Namespace) -> None:
     outputs = {"--out": args.out, "--csv": args.csv, "--json": args.json,
                "--timeline": args.timeline}  # fmt: skip
     check_outputs(outputs, inputs=[args.video], regular_only=["--out"])
+    if args.profile_face is not None and not args.profile:
+        raise ValueError("--profile-face: give the profile to use with --profile FILE")
+    if args.profile_face is not None and args.profile_face < 1:
+        raise ValueError(f"--profile-face {args.profile_face}: face ids start at 1")
 
 
 def analyze(args: argparse.Namespace) -> AnalysisSummary:
@@ -128,6 +144,7 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
         ),
         tracker=TrackerOptions(smoothing=args.smoothing, threshold=args.threshold),
     )
+    profile = Profile.load(args.profile) if args.profile else None
     summary = AnalysisSummary()
     timings: dict[str, list[float]] = {}
     outputs = [(args.csv, "csv"), (args.json, "jsonl")]
@@ -135,6 +152,8 @@ def analyze(args: argparse.Namespace) -> AnalysisSummary:
         source = stack.enter_context(open_input(args.video))
         recognizer = stack.enter_context(Recognizer(options))
         labels = recognizer.labels
+        if profile is not None:  # the face ids start at 1 with the first frame's faces
+            recognizer.use_profile(profile, args.profile_face)
         # each log is renamed from .partial only if the whole video went through
         logs = [stack.enter_context(FaceLog(path, labels, fmt, args.blendshapes))
                 for path, fmt in outputs if path]  # fmt: skip

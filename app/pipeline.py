@@ -27,6 +27,7 @@ class Pipeline(QThread):
     source_ended = Signal(str)  # the source's name: a video or folder reached its end
     model_changed = Signal(str)  # the package name now running
     recording_changed = Signal(object)  # (video path, csv path) when it starts, None at stop
+    taught = Signal(int, str, object)  # track id, label, its profile: a face learnt an expression
 
     def __init__(self, options: RecognizerOptions, view: ViewOptions | None = None):
         super().__init__()
@@ -41,6 +42,7 @@ class Pipeline(QThread):
             source_ended=self.source_ended.emit,
             model_changed=self.model_changed.emit,
             recording_changed=self.recording_changed.emit,
+            taught=self.taught.emit,
         )
         self.session = LiveSession(options, view, callbacks)
         # the requests and what they asked for, as the session has them
@@ -50,8 +52,10 @@ class Pipeline(QThread):
         self.set_paused = self.session.set_paused
         self.start_recording = self.session.start_recording
         self.stop_recording = self.session.stop_recording
+        self.teach = self.session.teach
         self.calibrate = self.session.calibrate
-        self.clear_calibration = self.session.clear_calibration
+        self.use_profile = self.session.use_profile
+        self.clear_profiles = self.session.clear_profiles
 
     @property
     def options(self) -> RecognizerOptions:

@@ -92,6 +92,12 @@ def _valid(name: str, value) -> str | None:
     return None
 
 
+def profiles_folder(store: QSettings) -> Path:
+    """Where the personal profiles are kept: a `profiles` folder beside the settings file
+    (a `--settings` device's private folder: profiles then last one launch)."""
+    return Path(store.fileName()).parent / "profiles"
+
+
 def open_store(path: str | None = None) -> QSettings:
     if path and is_special(Path(path)):
         return ThroughStore(path)

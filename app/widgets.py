@@ -163,9 +163,10 @@ class ProbabilityPanel(QWidget):
                 bar.setValue(0)
                 self.percents[label].setText("–")
             return
-        state = {None: "", 1.0: " · calibrated"}.get(face.calibration)
-        if state is None:
-            state = f" · calibrating {face.calibration:.0%}: hold a neutral face"
+        state = f" · profile {face.profile}" if face.profile else ""
+        if face.teaching is not None:
+            label, done = face.teaching
+            state += f" · learning {label} {done:.0%}: hold it"
         self.title.setText(f"Face #{face.track_id}: {face.label} ({face.score:.0%}){state}")
         for label, bar in self.bars.items():
             value = round(100 * face.probs.get(label, 0.0))

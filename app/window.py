@@ -33,12 +33,15 @@ from PySide6.QtWidgets import (
 )
 
 from app.pipeline import Pipeline, Rate, Shown, ViewOptions
-from app.settings import AppSettings
+from app.profiles import ProfileStore
+from app.settings import AppSettings, profiles_folder
+from app.teach import TeachPanel
 from app.widgets import EmotionTimeline, ProbabilityPanel, VideoView
 from fer_core.capture import IMAGE_SUFFIXES, Source, open_source
 from fer_core.classify import backend_devices
 from fer_core.demo import DemoSource
 from fer_core.faces import DETECTORS, FaceOptions
+from fer_core.profile import Profile, model_key
 from fer_core.recognizer import RecognizerOptions
 from fer_core.recording import write_png
 from fer_core.results import FaceResult
@@ -109,6 +112,7 @@ class MainWindow(QMainWindow):
         )
         self.view = VideoView()
         self.panel = ProbabilityPanel()
+        self.teacher = TeachPanel(self.pipeline, ProfileStore(profiles_folder(store)))
         self.chart = EmotionTimeline(60.0)
         self.banner, self.banner_text = self._banner()
         self._build_central()
@@ -136,6 +140,7 @@ class MainWindow(QMainWindow):
         self.pipeline.source_ended.connect(self._on_source_ended)
         self.pipeline.model_changed.connect(self._on_model_changed)
         self.pipeline.recording_changed.connect(self._on_recording_changed)
+        self.pipeline.taught.connect(self._on_taught)
         self.pipeline.start()
 
         if source is not None:
@@ -178,6 +183,7 @@ class MainWindow(QMainWindow):
         side = QWidget()
         side_box = QVBoxLayout(side)
         side_box.addWidget(self.panel)
+        side_box.addWidget(self.teacher)
         side_box.addWidget(QLabel("Emotion timeline, last 60 s (selected face)"))
         side_box.addWidget(self.chart, 1)
         splitter = QSplitter()
@@ -211,10 +217,11 @@ class MainWindow(QMainWindow):
         self.act_folder = self._action("Output &folder…", "", self.choose_folder)
         self.act_calibrate = self._action("Calibrate &neutral face (selected)", "N",
                                           self.calibrate)  # fmt: skip
-        self.act_calibrate.setToolTip("the selected face holds a neutral expression for 2-3 s; "
+        self.act_calibrate.setToolTip("the selected face holds a neutral expression for 1-2 s; "
                                       "its probabilities are corrected from then on")  # fmt: skip
-        self.act_uncalibrate = self._action("&Clear calibrations", "Shift+N",
-                                            self.pipeline.clear_calibration)  # fmt: skip
+        self.act_uncalibrate = self._action("&Clear profiles and calibrations", "Shift+N",
+                                            self.pipeline.clear_profiles)  # fmt: skip
+        self.act_teach = self._action("&Teach me (selected face)…", "T", self.teacher.start)
         self.act_blendshapes = self._action("&Blendshapes in recordings", "", self._blendshapes,
                                             True)  # fmt: skip
         self.act_quit = self._action("&Quit", "Ctrl+Q", self.close)
@@ -225,7 +232,8 @@ class MainWindow(QMainWindow):
             "&File": [self.act_open_video, self.act_open_folder, None, self.act_snapshot,
                       self.act_record, self.act_folder, None, self.act_quit],
             "&View": [self.act_pause, self.act_landmarks, self.act_mirror],
-            "F&ace": [self.act_calibrate, self.act_uncalibrate, None, self.act_blendshapes],
+            "F&ace": [self.act_calibrate, self.act_teach, self.act_uncalibrate, None,
+                      self.act_blendshapes],
         }  # fmt: skip
         for title, actions in menus.items():
             menu = self.menuBar().addMenu(title)
@@ -454,6 +462,11 @@ class MainWindow(QMainWindow):
             self.timeline = Timeline(shown.labels, 60.0)
         self.timeline.add(shown.result)
         self.panel.show_face(face)
+        self.teacher.on_face(face)
+        if self.teacher.track_id is not None and all(
+            f.track_id != self.teacher.track_id for f in faces
+        ):
+            self.teacher.on_face_lost()
         if face is not None:
             self.chart.show_series(*self.timeline.series(face.track_id))
         for stage, ms in {**shown.result.timings_ms, "draw": draw_ms}.items():
@@ -540,6 +553,12 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_model_changed(self, name: str) -> None:
         self.setWindowTitle(f"FER desktop: {name}")
+        if name in self.packages:
+            self.teacher.set_model(model_key(self.packages[name]))
+
+    @Slot(int, str, object)
+    def _on_taught(self, track_id: int, label: str, profile: Profile) -> None:
+        self.teacher.on_taught(track_id, label, profile)
 
     @Slot(object)
     def _on_recording_changed(self, paths) -> None:

@@ -3,10 +3,11 @@ a `Recognizer`, frame after frame, with an optional (annotated) recording, and n
 
 Modelled on MediaPipe Tasks' live-stream mode: options in, results out through callbacks.
 `run()` works in the calling thread until `stop()`; the requests (`open_source`,
-`set_options`, `set_view`, `set_paused`, `start_recording`, `stop_recording`, `calibrate`,
-`clear_calibration`) may come from any thread: each queues a small frozen request, and the
-session applies them between frames, in the order they came. The callbacks run in the session's
-thread, so a front end keeps them short (the app turns each into a Qt signal, `app.pipeline`).
+`set_options`, `set_view`, `set_paused`, `start_recording`, `stop_recording`, `teach`,
+`use_profile`, `clear_profiles`) may come from any thread: each queues a small frozen request,
+and the session applies them between frames, in the order they came. The callbacks run in the
+session's thread, so a front end keeps them short (the app turns each into a Qt signal,
+`app.pipeline`).
 While a frame finishes (classification, tracking, callbacks) a second thread of the session
 already finds the faces of the next one (`LiveSession(overlap=False)`: one after the other).
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from fer_core.capture import Frame, LatestFrame, Paced, Source, SourceError
 from fer_core.overlay import draw
+from fer_core.profile import NEUTRAL, Profile
 from fer_core.recognizer import Found, Recognizer, RecognizerOptions
 from fer_core.recording import Recording
 from fer_core.results import FrameResult
@@ -81,6 +83,8 @@ class LiveCallbacks:
     model_changed: Callable[[str], None] = _ignore  # the package name now running
     # (video path, csv path) when a recording starts, None when it stops
     recording_changed: Callable[[tuple[Path, Path] | None], None] = _ignore
+    # (track id, label, its profile now) when a face's teaching of an expression is complete
+    taught: Callable[[int, str, Profile], None] = _ignore
 
 
 # ---- requests: a queued one replaces an older queued one of the same `slot` ------------------
@@ -120,18 +124,27 @@ class StopRecording:
 
 
 @dataclass(frozen=True)
-class Calibrate:
-    track_id: int  # this face's next frames are its neutral face
+class Teach:
+    track_id: int  # this face's next frames are its `label` expression
+    label: str
+    name: str | None = None  # of the profile, if the face has none yet
     slot: ClassVar[str | None] = None  # every one counts
 
 
 @dataclass(frozen=True)
-class ClearCalibration:
+class UseProfile:
+    profile: Profile
+    track_id: int | None  # None: the largest face
+    slot: ClassVar[str | None] = None
+
+
+@dataclass(frozen=True)
+class ClearProfiles:
     slot: ClassVar[str | None] = None
 
 
 Request = (OpenSource | SetOptions | SetView | SetPaused | StartRecording | StopRecording
-           | Calibrate | ClearCalibration)  # fmt: skip
+           | Teach | UseProfile | ClearProfiles)  # fmt: skip
 
 
 class Rate:
@@ -188,8 +201,9 @@ class LiveSession:
             SetPaused: lambda r: self._pause(r.paused),
             StartRecording: lambda r: self._record(r.folder),
             StopRecording: lambda r: self._record(None),
-            Calibrate: lambda r: self._calibrate(r.track_id),
-            ClearCalibration: lambda r: self._calibrate(None),
+            Teach: lambda r: self._teach(r),
+            UseProfile: lambda r: self._use_profile(r.profile, r.track_id),
+            ClearProfiles: lambda r: self._clear_profiles(),
         }
 
     # ---- requests, from any thread ----------------------------------------------------------
@@ -221,11 +235,18 @@ class LiveSession:
     def stop_recording(self) -> None:
         self.request(StopRecording())
 
-    def calibrate(self, track_id: int) -> None:
-        self.request(Calibrate(track_id))
+    def teach(self, track_id: int, label: str, name: str | None = None) -> None:
+        self.request(Teach(track_id, label, name))
 
-    def clear_calibration(self) -> None:
-        self.request(ClearCalibration())
+    def calibrate(self, track_id: int) -> None:
+        """Neutral calibration: teach the face its neutral expression."""
+        self.request(Teach(track_id, NEUTRAL))
+
+    def use_profile(self, profile: Profile, track_id: int | None = None) -> None:
+        self.request(UseProfile(profile, track_id))
+
+    def clear_profiles(self) -> None:
+        self.request(ClearProfiles())
 
     def stop(self) -> None:
         """`run()` returns once the frames in flight are finished (at most two with `overlap`),
@@ -337,6 +358,8 @@ class LiveSession:
                 self._recording = None
                 self.callbacks.recording_changed(None)
         self.callbacks.frame(shown)
+        for track_id, label in self.recognizer.lessons.take_taught():
+            self.callbacks.taught(track_id, label, self.recognizer.profile(track_id))
 
     def _load(self, options: RecognizerOptions) -> None:
         """The running recognizer takes `options` if it can, else a new one is built; if that
@@ -392,19 +415,36 @@ class LiveSession:
         if self._latest is not None and isinstance(self._latest.source, Paced):
             self._latest.source.paused = paused  # a video's clock stops with it
 
-    def _calibrate(self, track_id: int | None) -> None:
+    def _teach(self, request: Teach) -> None:
         if self.recognizer is None:
             return
-        if track_id is None:
-            self.recognizer.clear_calibration()
-            self.callbacks.event("info", "calibration cleared")
-            return
         try:
-            frames = self.recognizer.calibrate(track_id)
+            if request.label == NEUTRAL and request.name is None:
+                frames = self.recognizer.calibrate(request.track_id)
+            else:
+                frames = self.recognizer.teach(request.track_id, request.label, request.name)
         except ValueError as error:
             self.callbacks.event("error", str(error))
             return
-        self.callbacks.event("info", f"face #{track_id}: hold a neutral face ({frames} frames)")
+        self.callbacks.event(
+            "info", f"face #{request.track_id}: hold {request.label} ({frames} frames)"
+        )
+
+    def _use_profile(self, profile: Profile, track_id: int | None) -> None:
+        if self.recognizer is None:
+            return
+        try:
+            self.recognizer.use_profile(profile, track_id)
+        except ValueError as error:  # another model's profile, or a face no longer tracked
+            self.callbacks.event("error", str(error))
+            return
+        face = "the largest face" if track_id is None else f"face #{track_id}"
+        self.callbacks.event("info", f"{face} is read with profile {profile.name!r}")
+
+    def _clear_profiles(self) -> None:
+        if self.recognizer is not None:
+            self.recognizer.clear_profiles()
+            self.callbacks.event("info", "profiles and calibrations cleared")
 
     def _record(self, folder: Path | None) -> None:
         """End the running recording, if any; then start one in `folder`, if given."""

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.calibration import NeutralCalibrator
 from fer_core.capture import Frame, Source, frame_image, frames
 from fer_core.classify import Classifier
 from fer_core.faces import Face, FaceFinder, FaceOptions
+from fer_core.profile import NEUTRAL, Lessons, Profile, ProfileOptions, model_key
 from fer_core.results import FaceResult, FrameResult
 from fer_core.track import Tracker, TrackerOptions
 from fer_core.zoo import CARD, PackageError, default_package, load_package
@@ -38,6 +38,7 @@ class RecognizerOptions:
     threads: int = 1
     faces: FaceOptions = field(default_factory=FaceOptions)
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    profiles: ProfileOptions = field(default_factory=ProfileOptions)
 
 
 def _check_classes(classifier: Classifier) -> None:
@@ -81,25 +82,55 @@ class Recognizer:
         _check_classes(self.classifier)
         self.finder = FaceFinder(o.faces)
         self.tracker = Tracker(self.labels, o.tracker)
-        self.calibration = NeutralCalibrator(self.labels)
+        self.model_key = model_key(package)
+        self.lessons = Lessons(self.model_key, o.profiles)
         self._last: dict[int, Face] = {}  # track id → its face when last detected
         self._held: dict[int, int] = {}  # track id → frames held in a row since
 
+    def teach(self, track_id: int, label: str, name: str | None = None) -> int:
+        """Take this face's next frames as its `label` expression, into its profile
+        (`fer_core.profile`; a new one named `name` if the face has none). The id is a
+        `FaceResult.track_id` of a face tracked now. Returns how many frames it takes."""
+        self._tracked(track_id, f"teach({track_id!r}, {label!r})")
+        return self.lessons.teach(track_id, label, name)
+
     def calibrate(self, track_id: int) -> int:
-        """Take this face's next frames as its neutral face (`fer_core.calibration`); the id
-        is a `FaceResult.track_id` of a face tracked now. Returns how many frames it takes."""
+        """Neutral calibration: teach this face its neutral expression (its resting face then
+        reads neutral, departures from it move the reading as before)."""
+        if NEUTRAL not in self.labels:
+            raise ValueError(
+                f"calibrate({track_id!r}): neutral calibration needs a model with a {NEUTRAL!r} "
+                f"class; this one has {', '.join(self.labels)}"
+            )
+        self._tracked(track_id, f"calibrate({track_id!r})")
+        return self.lessons.teach(track_id, NEUTRAL)
+
+    def profile(self, track_id: int) -> Profile | None:
+        """The profile face `track_id` is read with (taught here or given), or None."""
+        return self.lessons.profile(track_id)
+
+    def use_profile(self, profile: Profile, track_id: int | None = None) -> None:
+        """Read face `track_id` with `profile` from the next frame on; None: the largest face
+        (the profile stays with that face while it is tracked, then goes to the next largest).
+        The id may also be one no face has had yet (`python -m app analyze --profile-face`):
+        that face is read with it from its first frame. A profile taught on another model is
+        refused (`ProfileError`, one line)."""
+        upcoming = track_id is not None and track_id >= self.tracker.next_id
+        if track_id is not None and not upcoming:
+            self._tracked(track_id, f"use_profile(…, {track_id!r})")
+        self.lessons.use(profile, track_id, upcoming)
+
+    def clear_profiles(self) -> None:
+        """Every face reads as the model says again (teachings under way end too)."""
+        self.lessons.clear()
+
+    def _tracked(self, track_id: int, call: str) -> None:
         tracked = [t.id for t in self.tracker.tracks]
         if track_id not in tracked:
             raise ValueError(
-                f"calibrate({track_id!r}): no face with this id is tracked; tracked ids: "
+                f"{call}: no face with this id is tracked; tracked ids: "
                 f"{', '.join(map(str, tracked)) or 'none (no face in the last frames)'}"
             )
-        self.calibration.start(track_id)
-        return self.calibration.options.frames
-
-    def clear_calibration(self) -> None:
-        """Every face reads as the model says again."""
-        self.calibration.clear()
 
     def reconfigure(self, options: RecognizerOptions) -> bool:
         """Take `options` in place when they differ only in what needs no new model (the
@@ -145,14 +176,18 @@ class Recognizer:
         probs, classify_ms = self.classifier.classify(image, [f.eyes for f in faces])
         timings.update(classify_ms)
         t1 = time.perf_counter()
-        tracked = self.tracker.update(_boxes(faces), probs, self.calibration.adjust)
+        boxes = _boxes(faces)
+        largest = int(np.argmax(boxes[:, 2] * boxes[:, 3])) if len(faces) else None
+        tracked = self.tracker.update(
+            boxes, probs, lambda ids, p: self.lessons.adjust(ids, p, largest)
+        )
         for i, (face, track) in enumerate(zip(faces, tracked, strict=True)):
             if i < detected:
                 self._last[track.track_id], self._held[track.track_id] = face, 0
             else:
                 self._held[track.track_id] += 1
         alive = {t.id for t in self.tracker.tracks}
-        self.calibration.keep_only(alive)
+        self.lessons.keep_only(alive)
         for store in (self._last, self._held):
             for track_id in [k for k in store if k not in alive]:
                 del store[track_id]
@@ -168,7 +203,10 @@ class Recognizer:
                 detection_score=f.score,
                 landmarks=f.landmarks,
                 blendshapes=f.blendshapes,
-                calibration=self.calibration.progress(t.track_id),
+                teaching=self.lessons.progress(t.track_id),
+                profile=(lambda pr: pr.name if pr is not None else None)(
+                    self.lessons.profile(t.track_id)
+                ),
                 held=i >= detected,
             )
             for i, (f, p, t) in enumerate(zip(faces, probs, tracked, strict=True))
@@ -187,7 +225,8 @@ class Recognizer:
 
     def reset(self) -> None:
         """Forget the tracks and held faces of earlier frames (a new source, or an unrelated
-        picture); ids keep counting up, calibrations of live faces end with their tracks."""
+        picture); ids keep counting up, a face's profile ends with its track (one given for
+        the largest face goes to the next)."""
         self.tracker.reset()
         self._last.clear()
         self._held.clear()

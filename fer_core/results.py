@@ -2,9 +2,9 @@
 
 Also the one flat form every front end writes (the headless `analyze` CSV / JSON lines, the
 app's recording): one row per face per frame with the columns `frame, time_s, face_id, x, y, w,
-h, label, score, held` and then `p_<label>` per class in the model's order, optionally followed
-by MediaPipe's 52 blendshape scores as `bs_<name>` (empty where the landmarker found no face in
-the box). Frames without faces give no row.
+h, label, score, held, profile` and then `p_<label>` per class in the model's order, optionally
+followed by MediaPipe's 52 blendshape scores as `bs_<name>` (empty where the landmarker found
+no face in the box). Frames without faces give no row.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ import numpy as np
 from fer_core.blendshapes import BLENDSHAPES
 from fer_core.outputs import OutputFile, write_failed
 
-# held: 1 when the detector missed the face in this frame and it is kept at its last place
-BASE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "held")
+# held: 1 when the detector missed the face in this frame and it is kept at its last place;
+# profile: the name of the personal profile the face was read with (`fer_core.profile`), or empty
+BASE_COLUMNS = (
+    "frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "held", "profile",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,11 @@ class FaceResult:
     detection_score: float = 1.0
     landmarks: np.ndarray | None = None  # (points, 2) frame pixels, when the landmarker ran
     blendshapes: dict[str, float] | None = None  # MediaPipe's 52 scores, when available
-    # neutral calibration of this face: None none, below 1 collecting, 1 calibrated (`probs`
-    # are then corrected; `raw_probs` stay the model's own)
-    calibration: float | None = None
+    # the expression being taught to this face and how far (0-1), or None
+    teaching: tuple[str, float] | None = None
+    # the name of the profile this face is read with (`probs` corrected by it; `raw_probs`
+    # stay the model's own), or None
+    profile: str | None = None
     held: bool = False  # missed by the detector in this frame: kept at its last place
 
 
@@ -76,6 +81,7 @@ def rows(
             "label": face.label,
             "score": round(float(face.score), 5),
             "held": int(face.held),
+            "profile": face.profile or "",
         }
         for label in labels:
             row[f"p_{label.lower()}"] = round(float(face.probs[label]), 5)

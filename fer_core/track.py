@@ -162,6 +162,11 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
+    @property
+    def next_id(self) -> int:
+        """The id the next new face will get."""
+        return self._next_id
+
     def reset(self) -> None:
         """Forget every track (a new source); ids keep counting up."""
         self.tracks = []
@@ -170,11 +175,11 @@ class Tracker:
         self,
         boxes: np.ndarray,
         probs: np.ndarray,
-        adjust: Callable[[int, np.ndarray], np.ndarray] | None = None,
+        adjust: Callable[[list[int], np.ndarray], np.ndarray] | None = None,
     ) -> list[TrackedFace]:
         """Match this frame's faces to the tracks, smooth, and label them (input order).
-        `adjust(track_id, probs)`, when given, corrects each face's probabilities before
-        they are smoothed (the neutral calibration)."""
+        `adjust(track_ids, probs)`, when given, corrects the faces' probabilities (rows in
+        input order) before they are smoothed (personal profiles, `fer_core.profile`)."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         probs = np.asarray(probs, dtype=np.float64).reshape(len(boxes), -1 if len(boxes) else 0)
         if len(boxes) and probs.shape[1] != len(self.labels):
@@ -195,13 +200,14 @@ class Tracker:
             matched[i] = Track(self._next_id, boxes[i], smoother)
             self._next_id += 1
             self.tracks.append(matched[i])
+        if adjust is not None and len(boxes):
+            probs = adjust([matched[i].id for i in range(len(boxes))], probs)
         results = []
         for i, box in enumerate(boxes):
             track = matched[i]
             track.box, track.missing = box, 0
             track.age += 1
-            face_probs = probs[i] if adjust is None else adjust(track.id, probs[i])
-            smoothed = track.smoother.update(face_probs)
+            smoothed = track.smoother.update(probs[i])
             top = int(np.argmax(smoothed))
             score = float(smoothed[top])
             label = self.labels[top] if score >= self.options.threshold else UNCERTAIN

@@ -51,7 +51,7 @@ def test_analyze_writes_video_csv_and_json(video, tmp_path, capsys):
     with open(rows_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
-        "frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "held",
+        "frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "held", "profile",
         "p_angry", "p_disgust", "p_fear", "p_happy", "p_sad", "p_surprise", "p_neutral",
     ]  # fmt: skip
     assert [int(r["frame"]) for r in rows] == list(range(3, 13))  # no row for the blank frames
@@ -315,3 +315,55 @@ def test_names_that_are_not_utf8_are_read_or_refused_in_one_line(video, tmp_path
         assert done.returncode == 2 and len(err) == 1, done.stderr
         assert name + b": the name is not valid UTF-8" in err[0]
     assert not list(tmp_path.glob("*partial*")) and not (tmp_path / "f.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_profile_reads_the_largest_face_and_the_csv_says_so(video, tmp_path, capsys):
+    from fer_core.profile import Profile
+    from fer_core.recognizer import Recognizer
+
+    with Recognizer() as recognizer:  # her smile, taught as her neutral face
+        (face,) = recognizer.process(demo_frame(0, label=False)).faces
+        smile = np.array(list(face.raw_probs.values()))
+        profile = Profile("Eileen", recognizer.model_key).taught_with("neutral", [smile])
+    path = profile.save(tmp_path / "eileen.profile.json")
+    rows_csv = tmp_path / "f.csv"
+    for extra in ([], ["--profile-face", "1"]):
+        argv = ["analyze", str(video), "--csv", str(rows_csv), "--no-progress"]
+        assert main([*argv, "--profile", str(path), *extra]) == 0
+        with open(rows_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert rows and all(r["profile"] == "Eileen" and r["label"] == "neutral" for r in rows)
+    assert main(["analyze", str(video), "--csv", str(rows_csv), "--no-progress"]) == 0
+    with open(rows_csv, newline="") as f:
+        assert all(r["profile"] == "" and r["label"] == "happy" for r in csv.DictReader(f))
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "said"),
+    [
+        ("{ not json", [], r"bad\.profile\.json: line 1: not JSON"),
+        (None, ["--profile-face", "0"], r"--profile-face 0: face ids start at 1"),
+        (
+            '{"format": "fer-profile/1", "name": "X", "model": {"package": "zennet-sa", '
+            '"weights": "0", "labels": ["a", "b"]}, "examples": {}}',
+            [],
+            r"profile 'X' was taught on zennet-sa .*teach it again with this model",
+        ),
+    ],
+)
+def test_a_bad_profile_is_one_line_and_writes_nothing(video, tmp_path, capsys, content, extra,
+                                                      said):  # fmt: skip
+    path = tmp_path / "bad.profile.json"
+    path.write_text(content or "{}")
+    out = tmp_path / "f.csv"
+    argv = ["analyze", str(video), "--csv", str(out), "--no-progress", "--profile", str(path)]
+    assert main([*argv, *extra]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.search(said, line) and not out.exists()
+
+
+def test_profile_face_needs_a_profile(video, tmp_path, capsys):
+    argv = ["analyze", str(video), "--csv", str(tmp_path / "f.csv"), "--profile-face", "2"]
+    assert main(argv) == 2
+    assert "--profile-face: give the profile to use with --profile FILE" in capsys.readouterr().err

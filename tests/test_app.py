@@ -199,12 +199,11 @@ def test_calibrating_the_selected_face_corrects_its_reading(qtbot, window):
     """The demo face smiles all along: taken as her neutral face, her smile reads neutral."""
     wait_for(qtbot, window, lambda s: s.result.faces and s.result.faces[0].label == "happy")
     window.act_calibrate.trigger()
-    wait_for(qtbot, window, lambda s: 0 <= (s.result.faces[0].calibration or -1) < 1)
-    assert "calibrating" in window.panel.title.text()
-    shown = wait_for(qtbot, window, lambda s: s.result.faces[0].calibration == 1.0, 30_000)
-    shown = wait_for(qtbot, window, lambda s: s.result.faces[0].label == "neutral")
+    wait_for(qtbot, window, lambda s: s.result.faces[0].teaching is not None)
+    assert "learning neutral" in window.panel.title.text()
+    shown = wait_for(qtbot, window, lambda s: s.result.faces[0].label == "neutral", 30_000)
     assert shown.result.faces[0].raw_probs["happy"] > 0.5
-    assert "calibrated" in window.panel.title.text()
+    assert f"profile {shown.result.faces[0].profile}" in window.panel.title.text()
     window.act_uncalibrate.trigger()
     wait_for(qtbot, window, lambda s: s.result.faces[0].label == "happy", 30_000)
 
@@ -632,3 +631,54 @@ def test_a_lone_point_of_the_timeline_is_drawn_as_a_dot(qtbot):
     assert all(c.opts["symbol"] == "o" for c in chart.curves.values()) and chart.points() == 1
     chart.show_series(np.array([0.0, 0.5]), np.array([[0.9, 0.1], [0.8, 0.2]]))
     assert all(c.opts["symbol"] is None for c in chart.curves.values())
+
+
+@pytest.mark.slow
+def test_teach_me_asks_each_expression_in_turn_and_keeps_the_profile(qtbot, store, face_video,
+                                                                      tmp_path):  # fmt: skip
+    """The guided flow on the demo face: one expression taught, one skipped then redone,
+    the profile saved under its name, the face read with it, and a restarted window that
+    lists it beside an unreadable file (never removed) it names as such."""
+    window = MainWindow(store, str(face_video), cameras=[])
+    qtbot.addWidget(window)
+    window.show()
+    teacher = window.teacher
+    teacher.timer.setInterval(50)  # no time needed to change expression on a video
+    wait_for(qtbot, window, lambda s: bool(s.result.faces))
+    teacher.name.setText("Eileen")
+    teacher.start(("happy", "neutral", "sad"))
+    assert "Show happy" in teacher.prompt.text() and not teacher.start_button.isEnabled()
+    qtbot.waitUntil(lambda: teacher.plan.index == 1, timeout=30_000)  # happy taught
+    teacher.skip()
+    assert "Show sad" in teacher.prompt.text() and teacher.plan.skipped == ["neutral"]
+    teacher.redo()
+    assert "Show neutral" in teacher.prompt.text() and teacher.plan.skipped == []
+    qtbot.waitUntil(lambda: teacher.plan is None, timeout=60_000)
+    assert teacher.prompt.text() == "Done: Eileen knows happy, neutral, sad."
+    shown = wait_for(qtbot, window, lambda s: s.result.faces[0].profile == "Eileen")
+    assert "profile Eileen" in window.panel.title.text()
+    assert "read with profile 'Eileen'" in teacher.reading.text()
+    window.grab().save(str(tmp_path / "taught.png"))  # looked at: the panel after teaching
+    stored = teacher.store.find("Eileen")
+    assert stored.profile.taught == ("happy", "sad", "neutral")  # the model's order
+    assert shown.result.faces[0].raw_probs["happy"] > 0.5
+    window.close()
+
+    broken = stored.path.with_name("broken.profile.json")
+    broken.write_text("{ not json")
+    again = MainWindow(store, str(face_video), cameras=[])
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitUntil(lambda: again.teacher.choice.count() == 3, timeout=30_000)
+    items = [again.teacher.choice.itemText(i) for i in range(3)]
+    assert items == ["(none: the model alone)", "broken.profile.json (unreadable)", "Eileen"]
+    box = again.teacher.choice.model()
+    assert not box.item(1).isEnabled() and box.item(2).isEnabled()
+    again.teacher.rename("Eileen", "Eileen C")
+    assert again.teacher.store.find("Eileen C") and not again.teacher.store.find("Eileen")
+    wait_for(qtbot, again, lambda s: bool(s.result.faces))
+    again.teacher.use("Eileen C")
+    wait_for(qtbot, again, lambda s: s.result.faces[0].profile == "Eileen C")
+    again.teacher.delete("Eileen C")
+    assert broken.exists() and [s.name for s in again.teacher.store.list()] == [broken.name]
+    again.close()

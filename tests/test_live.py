@@ -12,6 +12,7 @@ import pytest
 from fer_core.capture import SourceError, open_source
 from fer_core.demo import write_demo_video
 from fer_core.live import LiveCallbacks, LiveSession, Rate, SetOptions, SetView, free_stem
+from fer_core.profile import ProfileOptions
 from fer_core.recognizer import RecognizerOptions
 from fer_core.track import TrackerOptions
 
@@ -25,7 +26,7 @@ class Heard:
 
     def callbacks(self) -> LiveCallbacks:
         names = ("frame", "event", "source_opened", "source_failed", "source_ended",
-                 "model_changed", "recording_changed")  # fmt: skip
+                 "model_changed", "recording_changed", "taught")  # fmt: skip
         return LiveCallbacks(**{name: self._hear(name) for name in names})
 
     def _hear(self, name):
@@ -156,19 +157,24 @@ def test_a_recording_ends_with_its_source(running, video, tmp_path):
     assert rows and {r["frame"] for r in rows} <= {str(i) for i in range(40)}
 
 
-def test_calibration_requests_are_answered(running, video):
-    session, heard = running()
+def test_teaching_requests_are_answered(running, video):
+    session, heard = running(RecognizerOptions(profiles=ProfileOptions(frames=5)))
     session.open_source(lambda: open_source(video))
     heard.wait(lambda: any(s.result.faces for s in heard.of("frame")))
     face = next(s for s in heard.of("frame") if s.result.faces).result.faces[0]
     session.calibrate(face.track_id)
-    session.calibrate(9999)
-    session.clear_calibration()
-    heard.wait(lambda: len(heard.of("event")) >= 3)
+    session.teach(9999, "happy")
+    heard.wait(lambda: heard.of("taught"))  # 5 frames of her neutral face
+    ((track_id, label, profile),) = heard.of("taught")
+    assert (track_id, label, profile.taught) == (face.track_id, "neutral", ("neutral",))
+    session.use_profile(profile)
+    session.clear_profiles()
+    heard.wait(lambda: len(heard.of("event")) >= 4)
     said = [message for _, message in heard.of("event")]
-    assert said[0] == f"face #{face.track_id}: hold a neutral face (60 frames)"
-    assert said[1].startswith("calibrate(9999): no face with this id is tracked")
-    assert said[2] == "calibration cleared"
+    assert said[0] == f"face #{face.track_id}: hold neutral (5 frames)"
+    assert said[1].startswith("teach(9999, 'happy'): no face with this id is tracked")
+    assert said[2] == f"the largest face is read with profile {profile.name!r}"
+    assert said[3] == "profiles and calibrations cleared"
 
 
 def test_rate_and_free_stem(tmp_path):

@@ -19,7 +19,8 @@ def test_the_python_example_runs(tmp_path):
                           text=True, timeout=300, env={"PYTHONPATH": str(ROOT)})  # fmt: skip
     assert done.returncode == 0, done.stderr
     *_, last = done.stdout.strip().splitlines()
-    assert last == "neutral 1.0"  # calibrated on her smile, the smile reads neutral
+    assert last == "neutral Eileen"  # her smile taught as her neutral face reads neutral
+    assert (tmp_path / "eileen.profile.json").is_file()
 
 
 def test_no_reference_to_a_file_outside_the_repository():

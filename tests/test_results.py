@@ -35,7 +35,7 @@ FRAMES = [
 
 def test_columns_end_with_one_lower_case_probability_per_class():
     assert columns(LABELS) == [
-        "frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "held",
+        "frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "held", "profile",
         "p_angry", "p_happy", "p_neutral",
     ]  # fmt: skip
 
@@ -44,7 +44,7 @@ def test_rows_hold_the_faces_of_a_frame():
     (row,) = rows(FRAMES[0], LABELS)
     assert row == {
         "frame": 0, "time_s": 0.0, "face_id": 1, "x": 10, "y": 20, "w": 100, "h": 120,
-        "label": "Happy", "score": 0.7, "held": 0,
+        "label": "Happy", "score": 0.7, "held": 0, "profile": "",
         "p_angry": 0.1, "p_happy": 0.7, "p_neutral": 0.2,
     }  # fmt: skip
     assert rows(FRAMES[1], LABELS) == []

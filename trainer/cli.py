@@ -511,6 +511,15 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "transfer (refused for a dataset the model trained on)",
     )
     p.add_argument(
+        "--personal",
+        choices=("taught", "untaught"),
+        help="per subject (a dataset with subject ids, such as ckplus): read the subject's faces "
+        "with and without a profile taught from the subject's own images (fer_core.profile); "
+        "taught: each class from the first image of its sequence, queries the rest (optimistic: "
+        "on CK+ a query is a neighbouring frame of the teaching one); untaught: each query "
+        "sequence with a profile of the subject's other sequences only (its class never taught)",
+    )
+    p.add_argument(
         "--live",
         action="store_true",
         help="a package only: also put each face through the live engine (detector, aligned "
@@ -533,6 +542,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_live(args)
     predictor = load_predictor(args.model, "int8" if args.int8 else "fp32", threads=args.threads)
     dataset = _read_dataset(args)
+    if args.personal:
+        from trainer.evaluation.personal import personal_check
+
+        check = personal_check(predictor, dataset, args.personal, split=args.split)
+        print(json.dumps(asdict(check), indent=2, default=str) if args.json else check.report())
+        return 0
     if args.record and predictor.backend != "onnxruntime":
         raise ValueError(f"--record: {args.model} is a checkpoint; it writes into package cards")
     result = evaluate(predictor, dataset, args.split, args.tta)

@@ -127,6 +127,7 @@ class Predictions:
 
     logits: np.ndarray
     targets: np.ndarray  # indices into the predictor's labels
+    index: np.ndarray  # each row's sample in the split
     split: str  # described: `test (PrivateTest)`
     tta: str
     left_out: int  # samples of classes the model does not have
@@ -159,6 +160,7 @@ def predict(
     return Predictions(
         logits=logits,
         targets=mapped[keep],
+        index=np.flatnonzero(keep),
         split=dataset.describe(split),
         tta=view.tta,
         left_out=int((~keep).sum()),
