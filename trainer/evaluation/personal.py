@@ -55,6 +55,7 @@ class PersonalCheck:
     classes: tuple[str, ...]  # the classes among the queries
     model: Metrics  # the queries, the model alone
     personal: Metrics  # the same queries, read with the subject's profile
+    nearest: float  # top-1 of the nearest taught class alone (only taught classes can win)
     options: ProfileOptions
     seconds: float
 
@@ -68,6 +69,11 @@ class PersonalCheck:
             f"  model alone:  {self.model.summary()}",
             f"  with profile: {self.personal.summary()}",
         ]
+        if self.protocol == "taught":
+            lines.append(
+                f"  nearest taught class alone: top-1 {100 * self.nearest:.2f}% (the ceiling "
+                "when only taught classes may win)"
+            )
         width = max(len(n) for n in self.model.labels)
         lines += [
             f"  recall {name:<{width}} {100 * self.model.recall[name]:6.2f}% → "
@@ -127,7 +133,7 @@ def personal_check(
     names = [data.where[i] if data.where else str(i) for i in p.index]
     plans = _plans(data.groups[p.index], [sequence_of(n) for n in names], names, protocol)
     model = ModelKey(predictor.source, "evaluation", tuple(predictor.labels))
-    rows, read = [], []
+    rows, read, nearest = [], [], 0
     for teach, queries in plans:
         profile = Profile("subject", model)
         for label in sorted({int(targets[r]) for r in teach}):
@@ -135,6 +141,7 @@ def personal_check(
             profile = profile.taught_with(predictor.labels[label], probs[shown])
         rows += queries
         read.append(profile.apply(probs[queries], options))
+        nearest += _nearest_taught(profile, probs[queries], targets[queries], predictor.labels)
     rows_a = np.array(rows, dtype=np.int64)
     personal = np.concatenate(read) if read else np.zeros((0, len(predictor.labels)))
     return PersonalCheck(
@@ -151,9 +158,19 @@ def personal_check(
                       predictor.labels),
         personal=compute(np.log(np.clip(personal, 1e-9, None)), targets[rows_a],
                          predictor.labels),
+        nearest=nearest / max(len(rows), 1),
         options=options,
         seconds=time.perf_counter() - t0,
     )  # fmt: skip
+
+
+def _nearest_taught(profile: Profile, probs, targets, labels) -> int:
+    """How many queries the nearest taught class mean (log-probabilities) gets right."""
+    taught = [labels.index(label) for label in profile.taught]
+    means = np.stack([profile.examples[labels[c]].mean(axis=0) for c in taught])
+    logp = np.log(np.clip(probs, 1e-6, None))
+    nearest = ((logp[:, None, :] - means) ** 2).sum(axis=-1).argmin(axis=1)
+    return int((np.array(taught)[nearest] == targets).sum())
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
