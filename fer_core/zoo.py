@@ -1,6 +1,8 @@
-"""Model packages: one folder per model in `assets/models/<name>/` with `model.onnx` (fp32),
-optionally `model.int8.onnx` and `model.pt` (the torch state dict, for the torch backend), and
-`card.json` describing how to feed the network, how to build it in torch, and what it scored.
+"""Model packages: one folder per model in `assets/models/<name>/` with `model.onnx` (fp32:
+computed in float32, its weights stored as float16 by `python -m trainer export` unless told
+otherwise), optionally `model.int8.onnx` and `model.pt` (the torch state dict, for the torch
+backend), and `card.json` describing how to feed the network, how to build it in torch, and
+what it scored.
 The app, the headless CLI and any outside evaluator need nothing but the package.
 
 Torch-free: this module reads cards and checks files; onnxruntime sessions are made where the

@@ -54,8 +54,10 @@ def test_ensemble_of_a_model_and_its_relabelled_twin_exports_one_package(
     out, report = tmp_path / "ens", tmp_path / "report"
     members = [str(run / "last.pt"), str(twin)]
     data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
+    # full-width weights: the package must score exactly as the model (float16-stored weights
+    # may move a face whose logits tie, tests/test_half_width.py)
     assert main(["ensemble", *members, *data, "--select", "all", "--out", str(out),
-                 "--report", str(report)]) == 0  # fmt: skip
+                 "--report", str(report), "--weights", "fp32"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "ensemble of 2 (mean of logits)" in printed
     summary = json.loads((report / "ensemble.json").read_text())
@@ -74,6 +76,7 @@ def test_ensemble_of_a_model_and_its_relabelled_twin_exports_one_package(
     assert original == permuted and original["epochs"] == 3
     assert original["command"] == checkpoint.load(run / "last.pt").command
     assert card["extra"]["parity"]["max_abs_diff"] <= 1e-4
+    assert card["extra"]["weights"] == {"stored": "float32", "computed": "float32"}
     dataset = read_dataset("fer2013", tiny_fer2013)
     alone = evaluate(load_predictor(run / "last.pt"), dataset, "test").metrics
     package = evaluate(load_predictor(out), dataset, "test").metrics
@@ -108,7 +111,7 @@ def test_exported_graph_reproduces_each_members_own_view(tiny_run, tiny_fer2013,
         members.append(checkpoint.save(tmp_path / f"{tta}.pt", state))
     dataset = read_dataset("fer2013", tiny_fer2013)
     result = ensemble(members, dataset, select="all", mode="probs")
-    package = export_ensemble(result, members, tmp_path / "ens", dataset)
+    package = export_ensemble(result, members, tmp_path / "ens", dataset, weights="fp32")
     assert package.parity.max_abs_diff <= 1e-4
     scored = evaluate(load_predictor(tmp_path / "ens"), dataset, "test").metrics
     assert scored.confusion == result.test.metrics.confusion
@@ -131,7 +134,7 @@ def test_tta_gives_every_member_the_same_views_in_scoring_and_in_the_package(
     assert result.candidates[0].test_top1 == pytest.approx(alone.top1)
     assert {c.view.tta for c in result.candidates} == {"tencrop"}
     assert result.test.tta == "tencrop"
-    package = export_ensemble(result, members, tmp_path / "ens", dataset)
+    package = export_ensemble(result, members, tmp_path / "ens", dataset, weights="fp32")
     views = [m["view"]["tta"] for m in package.card["architecture"]["ensemble"]]
     assert views == ["tencrop", "tencrop"]
     scored = evaluate(load_predictor(tmp_path / "ens"), dataset, "test").metrics

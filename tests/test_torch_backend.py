@@ -17,12 +17,14 @@ CUDA = torch.cuda.is_available()
 
 @pytest.fixture(scope="module")
 def package(tiny_run, tiny_fer2013, tmp_path_factory):
-    """The tiny run exported through the CLI with --torch-weights (fp32 ONNX only, for speed)."""
+    """The tiny run exported through the CLI with --torch-weights (fp32 ONNX only, for speed;
+    its weights full width, so that torch and onnxruntime compute the same network to 1e-4)."""
     from trainer.cli import main
 
     target = tmp_path_factory.mktemp("models") / "tiny-vgg-torch"
     data = ["--dataset", "fer2013", "--data", str(tiny_fer2013)]
-    export = ["export", str(tiny_run[0] / "best.pt"), "--out", str(target), *data, "--no-int8"]
+    export = ["export", str(tiny_run[0] / "best.pt"), "--out", str(target), *data, "--no-int8",
+              "--weights", "fp32"]  # fmt: skip
     resumed = "python -m trainer train --resume --out r --device cuda"
     assert main([*export, "--torch-weights", "--step", resumed]) == 0
     return target
@@ -157,7 +159,7 @@ def test_a_package_with_torch_weights_is_an_ensemble_member(
     dataset = read_dataset("fer2013", tiny_fer2013)
     members = [package, tiny_run[0] / "best.pt"]
     result = ensemble(members, dataset, select="all")
-    exported = export_ensemble(result, members, tmp_path / "ens", dataset)
+    exported = export_ensemble(result, members, tmp_path / "ens", dataset, weights="fp32")
     assert exported.parity.max_abs_diff <= 1e-4
     card = json.loads((tmp_path / "ens" / "card.json").read_text())
     assert card["architecture"]["ensemble"][0]["arch"] == load_package(package).card.architecture

@@ -723,6 +723,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     _data_flags(p)
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip model.int8.onnx")
     _int8_tolerance_flag(p)
+    _weights_flag(p)
     p.add_argument(
         "--torch-weights",
         action="store_true",
@@ -783,9 +784,31 @@ def _int8_tolerance_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _weights_flag(p: argparse.ArgumentParser) -> None:
+    from trainer.export.half_width import WEIGHTS
+
+    p.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="fp16",
+        help="how model.onnx stores its weights: fp16 (default) halves the file and computes in "
+        "float32 as before, its agreement with the float32 graph measured into the card; fp32 "
+        "keeps them full width (model.int8.onnx is quantized from the float32 graph either way)",
+    )
+
+
 def _print_package(result) -> None:
     """What an exported package scored, as its card records it."""
     print(f"wrote {result.path}: fp32 parity max |diff| {result.parity.max_abs_diff:.2e}")
+    if result.float32_parity is not None:
+        print(f"  weights stored as float16; the float32 graph's parity max |diff| "
+              f"{result.float32_parity.max_abs_diff:.2e}")  # fmt: skip
+        for agreement in result.card["extra"]["weights"]["agreement_with_float32"]:
+            print(
+                f"  top-1 as the float32 graph's on {100 * agreement['top1_agreement']:.2f}% of "
+                f"{agreement['split']} ({agreement['n']} faces), max |Δprob| "
+                f"{agreement['max_abs_prob_diff']:.1e}"
+            )
     for key, m in result.card["metrics"].items():
         print(f"  {key:<24} top-1 {100 * m['top1']:.2f}%  macro-F1 {100 * m['macro_f1']:.2f}%")
     if result.int8_agreement is not None:
@@ -818,10 +841,43 @@ def _export(args: argparse.Namespace) -> int:
         transfer=[_read_source(t, "--transfer", args.skip_bad) for t in args.transfer],
         kfold=args.kfold,
         chain=[*args.step, args.command] if args.step else [],
+        weights=args.weights,
     )
     _print_package(result)
     if args.default:
         (Path(args.out).parent / DEFAULT_FILE).write_text(Path(args.out).name + "\n")
+    return 0
+
+
+def _store_fp16_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help="model package to rewrite in place (name or folder)")
+    _data_flags(p)  # the dataset whose validation and test splits the card's metrics are on
+    p.add_argument(
+        "--transfer",
+        action="append",
+        default=[],
+        metavar="DATASET=PATH",
+        help="a dataset of the card's other metrics (a direct transfer, ckplus/all), measured "
+        "again for the file as shipped; each one the card has is required",
+    )
+    p.add_argument(
+        "--threads", type=thread_count, default=0, help="CPU threads (0: library default)"
+    )
+
+
+def _store_fp16(args: argparse.Namespace) -> int:
+    from trainer.export.repack import already_stored, store_package_fp16
+
+    _set_threads(args)
+    result = already_stored(args.package)  # told before the data is read
+    result = result or store_package_fp16(
+        args.package,
+        _read_dataset(args),
+        transfer=[_read_source(t, "--transfer", args.skip_bad) for t in args.transfer],
+        threads=args.threads,
+        command=args.command,
+    )
+    print(result.report())
     return 0
 
 
@@ -969,6 +1025,7 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="package name (default: the folder's name)")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx")
     _int8_tolerance_flag(p)
+    _weights_flag(p)
     p.add_argument("--report", help="folder for ensemble.json and the confusion PNGs")
     p.add_argument(
         "--threads", type=thread_count, default=0, help="CPU threads (0: library default)"
@@ -1014,6 +1071,7 @@ def _ensemble(args: argparse.Namespace) -> int:
             int8_tolerance=args.int8_tolerance,
             threads=args.threads,
             command=args.command,
+            weights=args.weights,
         )
         _print_package(package)
     return 0
@@ -1063,6 +1121,12 @@ def _device_pass(args: argparse.Namespace) -> int:
 VERBS: dict[str, Verb] = {
     "export": Verb(
         "write a model package (ONNX fp32 + int8, card) for a checkpoint", _export_args, _export
+    ),
+    "store-fp16": Verb(
+        "store a package's model.onnx weights as float16 in place (computed in float32), "
+        "its card measured again",
+        _store_fp16_args,
+        _store_fp16,
     ),
     "evaluate": Verb(
         "score a checkpoint or a model package on a dataset split", _evaluate_args, _evaluate

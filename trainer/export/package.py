@@ -1,6 +1,7 @@
 """ONNX export of a model: eval mode, no auxiliary head, input `image` (N×C×H×W float32)
 and output `logits` (N×classes), with a batch dimension that may vary; model packages around
-it, optionally with the torch weights."""
+it (the weights of model.onnx stored as float16 unless asked otherwise, `half_width`),
+optionally with the torch weights."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ from fer_core.zoo import CARD, FILES, FORMAT, INT8_TOLERANCE, PackageError
 from trainer import provenance
 from trainer.engine.checkpoint import Checkpoint
 from trainer.engine.views import inputs
+from trainer.export.half_width import (
+    FP16_PARITY_TOLERANCE,
+    FULL_WIDTH,
+    WEIGHTS,
+    compare,
+    store_half,
+    weights_record,
+)
 from trainer.files import atomic_write, interrupts_deferred, save_torch
 
 OPSET = 18
@@ -92,7 +101,10 @@ FRAMING = {
     "affectnet": "AffectNet: the annotated face box",
     "affectnet7": "AffectNet: the annotated face box",
 }
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = 1e-4  # the float32 graph against torch; the shipped file: FP16_PARITY_TOLERANCE
+# The float32 graph, beside a float16-stored model.onnx in the staging folder while the export
+# checks, quantizes and compares; never shipped.
+FLOAT32_GRAPH = "model.float32.onnx"
 FILE_LIMIT = 50 * 1024 * 1024  # the most one shipped package file may weigh
 # Every file name an export writes into a package folder (`write_package`); the pictures are
 # the confusion matrices and the run's curves.
@@ -103,8 +115,9 @@ PACKAGE_FILES = (CARD, *FILES.values(), "confusion-*.png", "curves.png")
 class PackageResult:
     path: Path
     card: dict
-    parity: Parity
+    parity: Parity  # model.onnx as shipped, against torch
     int8_agreement: float | None
+    float32_parity: Parity | None = None  # the float32 graph, where model.onnx is float16-stored
 
 
 def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> Path:
@@ -178,6 +191,7 @@ def export_package(
     transfer: list = (),
     kfold: str | Path | None = None,
     chain: list[str] = (),
+    weights: str = "fp16",
 ) -> PackageResult:
     """Write a model package for a trainer checkpoint (see `write_package`), with the training
     curves of its run, its direct transfer to the `transfer` datasets, the k-fold result
@@ -213,6 +227,7 @@ def export_package(
         torch_weights=torch_weights,
         transfer=transfer,
         extra=extra,
+        weights=weights,
     )
 
 
@@ -242,24 +257,32 @@ def write_package(
     transfer: list = (),
     extra: dict | None = None,
     int8_tolerance: float = INT8_TOLERANCE,
+    weights: str = "fp16",
 ) -> PackageResult:
     """Write a model package for `model` fed as `view`: model.onnx (checked against torch on
-    real validation images), model.int8.onnx (calibrated on training images; shipped only where
-    `judge_int8` passes it, else measured, recorded in the card and left out), model.pt with
-    `torch_weights` (see `save_torch_weights`), card.json with the package's own metrics on the
-    validation and test splits as onnxruntime measures them, and the pictures (confusion
-    matrices, plus `pictures`). The package is assembled in a temporary folder beside `out` and
-    moved in at the end (`swap_in`), so a failed export leaves the old package in place; an
-    `out` that is not an earlier package is refused (`check_package_folder`)."""
+    real validation images; with `weights` fp16, its weights stored as float16 and its
+    agreement with the float32 graph on the validation and test splits in the card's
+    `extra.weights`), model.int8.onnx (quantized from the float32 graph, calibrated on training
+    images; shipped only where `judge_int8` passes it, else measured, recorded in the card and
+    left out), model.pt with `torch_weights` (see `save_torch_weights`), card.json with the
+    package's own metrics on the validation and test splits as onnxruntime measures them, and
+    the pictures (confusion matrices, plus `pictures`). The package is assembled in a temporary
+    folder beside `out` and moved in at the end (`swap_in`), so a failed export leaves the old
+    package in place; an `out` that is not an earlier package is refused
+    (`check_package_folder`)."""
     from trainer.evaluation.latency import benchmark_package
 
     out = Path(out)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights {weights!r}: expected one of {', '.join(WEIGHTS)}")
     check_package_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(out, os.getpid())
     staging.mkdir()  # never an earlier folder of that name: mkdir refuses it, nothing is removed
     try:
-        files, parity = _write_models(model, view, dataset, staging, int8, calibration_images)
+        files, parity, graph_parity = _write_models(
+            model, view, dataset, staging, int8, calibration_images, weights
+        )
         if torch_weights:
             torch_dtype = save_torch_weights(model, staging / FILES["torch"])
             files.append(staging / FILES["torch"])
@@ -269,6 +292,12 @@ def write_package(
         _write_card(staging, card)  # the package is now complete enough to be run
         card["extra"].update(extra or {})
         card["metrics"] = _score(staging, dataset, card["name"], int8, threads, transfer)
+        card["extra"]["weights"] = dict(FULL_WIDTH)
+        if weights == "fp16":
+            card["extra"]["weights"] = _agreement_record(
+                staging, identity.labels, view, dataset, threads, graph_parity
+            )
+            (staging / FLOAT32_GRAPH).unlink()  # measured: never shipped
         agreement = None
         if int8:
             agreement = _int8_agreement(staging, dataset, view, threads)
@@ -305,7 +334,8 @@ def write_package(
             swap_in(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return PackageResult(out, card, parity, agreement)
+    float32_parity = graph_parity if weights == "fp16" else None
+    return PackageResult(out, card, parity, agreement, float32_parity)
 
 
 def _is_package_file(name: str) -> bool:
@@ -399,27 +429,62 @@ def swap_in(staging: Path, out: Path) -> None:
             stale.unlink()
 
 
-def _write_models(model, view, dataset, staging: Path, int8: bool, calibration_images: int):
+def _write_models(
+    model, view, dataset, staging: Path, int8: bool, calibration_images: int, weights: str
+) -> tuple[list[Path], Parity, Parity]:
     """model.onnx, checked on real validation faces fed exactly as the package will be, and
-    model.int8.onnx calibrated on a fixed random draw of training faces."""
+    model.int8.onnx calibrated on a fixed random draw of training faces. With `weights` fp16
+    the float32 graph is exported as FLOAT32_GRAPH, checked and quantized, then model.onnx is
+    written from it with its weights stored as float16 and checked again as shipped, within
+    FP16_PARITY_TOLERANCE. Returns the files, the parity of model.onnx and the float32
+    graph's."""
     from trainer.evaluation.evaluate import split_images
 
-    fp32 = export_onnx(model, staging / FILES["fp32"], (view.channels, view.size, view.size))
+    shipped = staging / FILES["fp32"]
+    graph = shipped if weights == "fp32" else staging / FLOAT32_GRAPH
+    export_onnx(model, graph, (view.channels, view.size, view.size))
     val_images, _ = split_images(dataset, dataset.val, view)
-    parity = onnx_parity(model, fp32, inputs(view, val_images[:256])[0].numpy())
-    if parity.max_abs_diff > PARITY_TOLERANCE:
-        raise ValueError(
-            f"{fp32}: onnxruntime differs from torch by {parity.max_abs_diff:.2e}"
-            f" (> {PARITY_TOLERANCE}) on real images"
-        )
-    files = [fp32]
-    if int8:
+    faces = inputs(view, val_images[:256])[0].numpy()
+    graph_parity = _checked_parity(model, graph, faces, PARITY_TOLERANCE)
+    files = [shipped]
+    if int8:  # from the float32 graph: quantizing float16-rounded weights would round twice
         train_images, _ = split_images(dataset, dataset.train, view)
         pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))
         chosen = inputs(view, train_images[pick[:calibration_images]])[0].numpy()
         batches = [chosen[i : i + 32] for i in range(0, len(chosen), 32)]  # any count
-        files.append(quantize_int8(fp32, staging / FILES["int8"], batches))
-    return files, parity
+        files.append(quantize_int8(graph, staging / FILES["int8"], batches))
+    if weights == "fp32":
+        return files, graph_parity, graph_parity
+    store_half(graph, shipped)
+    hint = "; keep the weights full width with --weights fp32"
+    parity = _checked_parity(model, shipped, faces, FP16_PARITY_TOLERANCE, hint)
+    return files, parity, graph_parity
+
+
+def _checked_parity(model, path: Path, faces: np.ndarray, tolerance: float, hint="") -> Parity:
+    parity = onnx_parity(model, path, faces)
+    if parity.max_abs_diff > tolerance:
+        raise ValueError(
+            f"{path.name}: onnxruntime differs from torch by {parity.max_abs_diff:.2e}"
+            f" (> {tolerance}) on real images{hint}"
+        )
+    return parity
+
+
+def _agreement_record(staging: Path, labels, view, dataset, threads: int, graph_parity) -> dict:
+    """The card's `extra.weights` of a float16-stored model.onnx: its agreement with the float32
+    graph on every face of the validation and test splits, and the graph's parity with torch."""
+    graph, shipped = staging / FLOAT32_GRAPH, staging / FILES["fp32"]
+    splits = dict.fromkeys(k for k in (dataset.val, dataset.test) if k)
+    agreements = [
+        compare(graph, shipped, labels, view, dataset, split, threads).agreement for split in splits
+    ]
+    return weights_record(
+        agreements,
+        graph.stat().st_size,
+        shipped.stat().st_size,
+        float32_parity=asdict(graph_parity),
+    )
 
 
 def save_torch_weights(model: nn.Module, path: Path) -> str:

@@ -296,10 +296,12 @@ def export_ensemble(
     int8_tolerance: float = INT8_TOLERANCE,
     threads: int = 0,
     command: str = "",
+    weights: str = "fp16",
 ):
-    """The chosen members as one model package (see the module docstring). Every chosen member
-    must hold torch weights: a trainer checkpoint, or a package exported with `--torch-weights`
-    (ONNX alone cannot be put back into one torch graph)."""
+    """The chosen members as one model package (see the module docstring), the weights of its
+    model.onnx stored as `weights` (`write_package`). Every chosen member must hold torch
+    weights: a trainer checkpoint, or a package exported with `--torch-weights` (ONNX alone
+    cannot be put back into one torch graph)."""
     from trainer.export.package import PackageIdentity, write_package
 
     parts, archs, trained = [], [], []
@@ -328,5 +330,13 @@ def export_ensemble(
         },
     )
     return write_package(
-        net, view, identity, out, dataset, int8=int8, int8_tolerance=int8_tolerance, threads=threads
+        net,
+        view,
+        identity,
+        out,
+        dataset,
+        int8=int8,
+        int8_tolerance=int8_tolerance,
+        threads=threads,
+        weights=weights,
     )
