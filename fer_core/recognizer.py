@@ -231,6 +231,17 @@ class Recognizer:
         self._last.clear()
         self._held.clear()
 
+    def restart(self) -> None:
+        """Take the next frame as a new source's first, exactly as a new `Recognizer` would:
+        no track, ids from 1 again, no profile, the small faces the detector remembered gone.
+        The models stay loaded (a worker analyses video after video with one Recognizer)."""
+        self.tracker = Tracker(self.labels, self.options.tracker)
+        self.lessons = Lessons(self.model_key, self.options.profiles)
+        if self.finder.zoom is not None:
+            self.finder.zoom.reset()
+        self._last.clear()
+        self._held.clear()
+
     def process_frame(self, frame: Frame) -> FrameResult:
         return self.process(frame.image, frame.index, frame.time_s, frame.still)
 
