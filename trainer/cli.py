@@ -362,6 +362,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         default=0,
         help="CPU threads for torch (0: torch's choice)",
     )
+    _sync_bn_flag(p)
     _recipe_flags(p)
 
 
@@ -397,6 +398,19 @@ def _precision_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _sync_bn_flag(p: argparse.ArgumentParser) -> None:
+    from trainer.engine.distributed import SYNC_BELOW, SYNC_BN
+
+    p.add_argument(
+        "--sync-bn",
+        default="auto",
+        choices=SYNC_BN,
+        help="under torchrun (several processes): BatchNorm statistics over the global batch "
+        f"instead of each process's share; auto: when a process takes fewer than {SYNC_BELOW} "
+        "images a step (the recipe's batch is the global batch, split over the processes)",
+    )
+
+
 def _teacher_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--teacher",
@@ -410,7 +424,7 @@ def _teacher_flag(p: argparse.ArgumentParser) -> None:
 
 # what a resume may be told: where things are and how to run, never what to train
 RESUME_FLAGS = {"out", "data", "dataset", "add_data", "add_repeat", "resume", "epochs", "device",
-                "threads", "skip_bad", "precision", "command", "verb"}  # fmt: skip
+                "threads", "skip_bad", "precision", "command", "verb", "sync_bn"}  # fmt: skip
 
 
 def _given_flags(argv: list[str], add_arguments: Callable[[argparse.ArgumentParser], None]):
@@ -440,7 +454,7 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig(
             model="", dataset=args.dataset, data=args.data, out=args.out, recipe=None,
             device=args.device, precision=args.precision, skip_bad=args.skip_bad,
-            epochs=args.epochs,
+            epochs=args.epochs, sync_bn=args.sync_bn,
         )  # fmt: skip
         callbacks = resumed_callbacks(prior.callbacks)
     else:
@@ -461,9 +475,10 @@ def _train(args: argparse.Namespace) -> int:
             command=args.command,
             model_options=dict(args.model_option),
             max_images=args.max_images,
+            sync_bn=args.sync_bn,
         )
         callbacks = standard_callbacks(args.teacher, watch_test=args.watch_test)
-    check_run_dir(Path(args.out), resume=args.resume)  # in seconds, not after the data
+    _check_run_dir(args)  # in seconds, not after the data
     dataset = _read_dataset(args)
     if args.add_repeat != 1 and not args.add_data:
         raise ValueError("--add-repeat: only with --add-data")
@@ -475,8 +490,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run_dir(args: argparse.Namespace, resume: bool | None = None) -> None:
+    """`check_run_dir` of --out, by the process that writes it (rank 0 under torchrun: the
+    others never make the folder, which on another machine would be a stray one)."""
+    from trainer.engine import distributed
+
+    if distributed.is_main():
+        check_run_dir(Path(args.out), resume=args.resume if resume is None else resume)
+
+
 def _print_best(result, where: str) -> None:
     """A finished run in one line: its best validation epoch, and where to look."""
+    from trainer.engine import distributed
+
+    if not distributed.is_main():  # several processes: rank 0 tells
+        return
     print(
         f"best validation top-1 {100 * result.best_val_top1:.2f}% at epoch {result.best_epoch}"
         f" of {result.epochs}; {where}"
@@ -679,6 +707,7 @@ def _kfold_args(p: argparse.ArgumentParser) -> None:
         "--threads", type=thread_count, default=0, help="CPU threads for torch (0: default)"
     )
     _teacher_flag(p)
+    _sync_bn_flag(p)
     _recipe_flags(p)
 
 
@@ -690,7 +719,7 @@ def _kfold(args: argparse.Namespace) -> int:
     given = ["--" + f.replace("_", "-") for f in VIEW_FIELDS if getattr(args, f) is not None]
     if given:
         raise ValueError(f"{', '.join(given)}: kfold keeps the views of the checkpoint's recipe")
-    check_run_dir(Path(args.out), resume=True)  # its fold runs are checked as they start
+    _check_run_dir(args, resume=True)  # its fold runs are checked as they start
     dataset = _read_dataset(args)
     into = None
     if args.into:
@@ -712,6 +741,7 @@ def _kfold(args: argparse.Namespace) -> int:
         precision=args.precision,
         into=into,
         repeat=args.repeat,
+        sync_bn=args.sync_bn,
     )
     return 0
 
@@ -957,6 +987,7 @@ def _relabel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=thread_count, default=0, help="CPU threads for torch (0: default)"
     )
+    _sync_bn_flag(p)
     _recipe_flags(p)  # defaults: the snapshot's recipe, 100 epochs, its lr at its epoch
 
 
@@ -965,7 +996,7 @@ def _relabel(args: argparse.Namespace) -> int:
     from trainer.methods.relabel import relabel
 
     _set_threads(args)
-    check_run_dir(Path(args.out), resume=args.resume)  # before the data is read
+    _check_run_dir(args)  # before the data is read
     overrides = _recipe_overrides(args)
     epochs = overrides.pop("epochs", 100)
     lr = overrides.pop("lr", None)
@@ -989,6 +1020,7 @@ def _relabel(args: argparse.Namespace) -> int:
         callbacks=standard_callbacks(args.teacher, snapshots=False),
         dataset=_read_dataset(args),
         control=args.no_relabel,
+        sync_bn=args.sync_bn,
     )
     flips = "" if args.no_relabel else f"; flips in {result.out / 'flips.csv'}"
     _print_best(result, f"checkpoints in {result.out}{flips}")
@@ -1265,14 +1297,44 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("fer_core", "trainer"):
         logging.getLogger(name).setLevel(logging.INFO)
+    from trainer.engine import distributed
+
     try:
         _check_device(args)
         # a SIGTERM (kill, timeout, a scheduler) or a SIGHUP (a closed terminal) ends a verb as
         # Ctrl-C does: cleanups run (an export's staging folder is removed), one line is said,
         # status 2
         with signals_handled((signal.SIGTERM, signal.SIGHUP), _raise_interrupt):
-            return VERBS[args.verb].run(args)
+            _join_run(args)
+            code = VERBS[args.verb].run(args)
+        distributed.stop()
+        return code
     except tuple(FAILURES) as err:
         tell = next(tell for kind, tell in FAILURES.items() if isinstance(err, kind))
-        print(tell(err), file=sys.stderr)
-        return 2
+        line = distributed.tell(tell(err), err)  # under torchrun: once for the whole run
+    except RuntimeError as err:  # under torchrun: a collective lost another process
+        if not (distributed.current().distributed and distributed.lost_contact(err)):
+            raise
+        line = distributed.tell(f"error: {err}", err)
+    if line:
+        print(line, file=sys.stderr)
+    return 2
+
+
+# the verbs that train, and so may run on several processes under torchrun
+DISTRIBUTED_VERBS = ("train", "relabel", "kfold")
+
+
+def _join_run(args: argparse.Namespace) -> None:
+    """Under torchrun: join the run's other processes (`trainer.engine.distributed.start`)."""
+    from trainer.engine import distributed
+    from trainer.engine.loop import resolve_device
+
+    if not distributed.launched():
+        return
+    world = distributed.start(resolve_device(getattr(args, "device", "auto")))
+    if args.verb not in DISTRIBUTED_VERBS:
+        raise ValueError(
+            f"{args.verb}: runs on one process; under torchrun ({world.size} processes) only "
+            f"{', '.join(DISTRIBUTED_VERBS)} run"
+        )

@@ -78,6 +78,9 @@ class Checkpoint:
     callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # by callback key
     # one entry per session of the run: `from_epoch` (1-based) and `trainer.provenance.collect()`
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    # the sampler's state: seed, the number of processes the run trained on (`world_size`) and
+    # the next epoch; a resume draws that epoch's order from (seed, epoch) on any number
+    sampler: dict[str, Any] = field(default_factory=dict)
     optimizer: dict[str, Any] | None = None  # with `rng`: only in resumable checkpoints
     rng: dict[str, Any] | None = None
     format: str = FORMAT
@@ -181,7 +184,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # a run resumed on a machine with fewer GPUs than the one that saved it (every process
+        # of a multi-GPU run saves the state of each device it sees)
+        for i, cuda in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda, i)
 
 
 # ---------------------------------------------------------------------- networks

@@ -10,10 +10,15 @@ order and augmentation are drawn from generators seeded by (seed, epoch) and the
 states are restored — on this machine or on a fresh clone that holds the run folder: the data
 is found where `--data` says and checked against the run's fingerprint. Resuming with a larger
 `epochs` extends the run (a cosine schedule is stretched to the new length from there on).
+
+Under `torchrun` a run trains on several processes (`trainer.engine.distributed`): each takes its
+share of every batch, DDP averages the gradients, rank 0 alone writes the run folder, and the
+checkpoint holds the unwrapped network, so a run resumes on any number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -31,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.data import Dataset, read_dataset
-from trainer.engine import checkpoint
+from trainer.engine import checkpoint, distributed
 from trainer.engine.batches import Batches, augment_for, make_batch, stored_side
 from trainer.engine.callbacks import Callback
 from trainer.engine.checkpoint import COMMIT_LIMIT, Checkpoint, DataRecord, EpochRow
@@ -41,7 +46,7 @@ from trainer.engine.recipes import Recipe
 from trainer.engine.rundir import claim_run_dir
 from trainer.engine.step import Plateau, Precision, Step, lr_at, make_optimizer
 from trainer.engine.views import View, logits_for, torch_forward
-from trainer.files import atomic_write, progress_bar
+from trainer.files import atomic_write, interrupts_deferred, progress_bar
 from trainer.provenance import collect
 
 
@@ -61,6 +66,7 @@ class TrainConfig:
     model_options: dict[str, Any] = field(default_factory=dict)  # builder options (layers=8)
     max_images: int = 0  # train on a seeded subset of this many images (0: all)
     epochs: int | None = None  # resuming: extend the run to this many epochs
+    sync_bn: str = "auto"  # several processes: BatchNorm over the global batch (auto | on | off)
 
 
 @dataclass
@@ -113,8 +119,14 @@ class Run:
     ):
         self.config, self.callbacks = config, list(callbacks)
         self.out = Path(config.out)
-        self.device = resolve_device(config.device)
+        self.world = distributed.current()
+        self.device = distributed.device_for(resolve_device(config.device), self.world)
         self.resume, self._dataset = resume, dataset
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run folder (rank 0; the only one, on one process)."""
+        return self.world.is_main
 
     # ------------------------------------------------------------------ setup
 
@@ -129,6 +141,7 @@ class Run:
         if prior is not None:
             self._restore(prior)
         self._batches()
+        self._distribute(prior)
 
     def _read_data(self, prior: Checkpoint | None) -> None:
         config = self.config
@@ -162,6 +175,18 @@ class Run:
         model = checkpoint.build_model(self.arch).to(self.device)
         self.precision = Precision.choose(self.recipe, self.device, config.precision, model)
         self.model = self.precision.model(model)
+        self.synced_bn, self.unused = False, []
+        if self.world.distributed:
+            self.batch = distributed.per_process_batch(self.recipe.batch_size, self.world)
+            side = self.recipe.train_size or self.view.size
+            example = torch.zeros(2, self.view.channels, side, side, device=self.device)
+            aux_used = bool(self.recipe.aux_weight)
+            self.unused = distributed.unused_parameters(self.model, example, aux_used)
+            self.synced_bn = distributed.wants_sync(config.sync_bn, self.batch, self.world)
+            if self.synced_bn:
+                self.model = distributed.sync_batchnorm(self.model, self.device)
+        else:
+            self.batch = self.recipe.batch_size
         self.optimizer = make_optimizer(self.model, self.recipe)
         self.plateau = Plateau()
         self.history: list[EpochRow] = []
@@ -172,8 +197,9 @@ class Run:
         self.command = prior.command if prior else config.command or python
         if prior is None and config.init:
             fresh = init_from(self.model, config.init, self.labels)
-            print(f"initialised from {config.init}; fresh: {', '.join(fresh) or 'nothing'}",
-                  file=sys.stderr)  # fmt: skip
+            if self.is_main:
+                print(f"initialised from {config.init}; fresh: {', '.join(fresh) or 'nothing'}",
+                      file=sys.stderr)  # fmt: skip
 
     def _restore(self, prior: Checkpoint) -> None:
         """Where the run stopped: weights, optimiser, schedule, history, callbacks, RNGs."""
@@ -200,6 +226,24 @@ class Run:
         if self.recipe.balanced:
             counts = torch.bincount(self.train_data.targets, minlength=classes).clamp(min=1)
             self.sample_weights = (1.0 / counts.float())[self.train_data.targets]
+        self.sampler = distributed.Sampler(self.seed, self.world)
+
+    def _distribute(self, prior: Checkpoint | None) -> None:
+        """Several processes: the network as DDP trains it (`self.net`; `self.model` stays the
+        network itself, which is validated and saved), and a note where a resumed run changed
+        its number of processes (its batches are drawn anew from the same orders, its global
+        batch and schedule unchanged)."""
+        self.net = self.model
+        trained_on = (prior.sampler or {}).get("world_size", 1) if prior else self.world.size
+        if trained_on != self.world.size and self.is_main:
+            print(
+                f"resuming a run trained on {trained_on} process(es) on {self.world.size}: "
+                f"the global batch stays {self.recipe.batch_size}, each process takes "
+                f"{self.batch} a step",
+                file=sys.stderr,
+            )
+        if self.world.distributed:
+            self.net = distributed.wrap(self.model, self.device, bool(self.unused))
 
     def _check_resume(self, prior: Checkpoint) -> None:
         """A resume continues the run it finds, on the same data, with the same methods; the
@@ -246,17 +290,24 @@ class Run:
     # ------------------------------------------------------------------ the run
 
     def fit(self) -> TrainResult:
-        with claim_run_dir(self.out, resume=self.resume):
+        self.world = distributed.start(self.device)
+        # rank 0 alone holds the run folder (its lock) and writes in it
+        claim = claim_run_dir(self.out, resume=self.resume) if self.is_main else None
+        with claim or contextlib.nullcontext():
             self._setup()
             for cb in self.callbacks:
                 cb.on_fit_start(self)  # may refuse the run: before it is announced
-            self.provenance.append({"from_epoch": self.start_epoch + 1, **collect()})
-            print(
-                f"training {self.arch['model']} on {self.data_record.name}: "
-                f"{len(self.train_data)} images, {self.precision.describe()}, "
-                f"epochs {self.start_epoch + 1}–{self.recipe.epochs}",
-                file=sys.stderr,
-            )
+            session = {"from_epoch": self.start_epoch + 1, **collect()}
+            if self.world.distributed:
+                session["processes"] = self.world.size
+            self.provenance.append(session)
+            if self.is_main:
+                print(
+                    f"training {self.arch['model']} on {self.data_record.name}: "
+                    f"{len(self.train_data)} images, {self.precision.describe()}, "
+                    f"epochs {self.start_epoch + 1}–{self.recipe.epochs}{self._describe_world()}",
+                    file=sys.stderr,
+                )
             for epoch in range(self.start_epoch, self.recipe.epochs):
                 row, val = self.epoch(epoch)
                 self.save(epoch, row, val)
@@ -264,33 +315,43 @@ class Run:
             self.out, self.recipe.epochs, int(self.best["epoch"]), self.best["top1"], self.history
         )
 
+    def _describe_world(self) -> str:
+        if not self.world.distributed:
+            return ""
+        norm = "synced over the global batch" if self.synced_bn else "per process"
+        return (
+            f"; {self.world.describe()}, {self.batch} images each a step "
+            f"(global batch {self.recipe.batch_size}), BatchNorm statistics {norm}"
+        )
+
     def epoch(self, epoch: int) -> tuple[EpochRow, Metrics]:
-        recipe, device = self.recipe, self.device
-        gen_cpu = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        gen_dev = torch.Generator(device).manual_seed(self.seed * 1_000_003 + epoch)
-        mix_rng = np.random.default_rng([self.seed, epoch])
-        n = len(self.train_data)
-        if self.sample_weights is None:
-            order = torch.randperm(n, generator=gen_cpu)
-        else:
-            order = torch.multinomial(self.sample_weights, n, True, generator=gen_cpu)
+        recipe, device, rank = self.recipe, self.device, self.world.rank
+        seed = distributed.stream_seed(self.seed, epoch, rank)  # one process: (seed, epoch)'s
+        gen_dev = torch.Generator(device).manual_seed(seed)
+        mix_rng = np.random.default_rng([self.seed, epoch, *([rank] if rank else [])])
+        if self.world.distributed:
+            # dropout draws from the global generator: its own in each process, and (with the
+            # orders) a function of (seed, epoch), so a resumed run draws as the run it continues
+            torch.manual_seed(distributed.stream_seed(self.seed, epoch, rank + self.world.size))
+        order = self.sampler.order(epoch, len(self.train_data), self.sample_weights)
         for cb in self.callbacks:
             cb.on_epoch_start(self, epoch)
         if hasattr(self.model, "drop_path_prob"):
             self.model.drop_path_prob = recipe.drop_path_at(epoch)
-        self.model.train()
-        step = Step(self.model, self.optimizer, recipe, device, self.precision, self.callbacks)
-        steps = math.ceil(n / recipe.batch_size)
+        self.net.train()
+        step = Step(self.net, self.optimizer, recipe, device, self.precision, self.callbacks)
+        steps = math.ceil(len(order) / self.batch)
         seen = correct = 0
         loss_sum, lr = 0.0, recipe.lr
         t0 = time.perf_counter()
         bar = progress_bar(
-            self.train_data(order, recipe.batch_size),
+            self.train_data(order, self.batch),
             total=steps,
             unit="batch",
             desc=f"epoch {epoch + 1}/{recipe.epochs}",
             dynamic_ncols=True,
             file=sys.stderr,
+            disable=not self.is_main,  # several processes: rank 0's bar shows its share
         )
         for i, (images, index) in enumerate(bar):
             lr = lr_at(recipe, epoch + i / steps, self.plateau)
@@ -321,7 +382,8 @@ class Run:
                 img_s=f"{seen / (time.perf_counter() - t0):.0f}",
             )
         bar.close()
-        seconds = time.perf_counter() - t0
+        seconds = distributed.all_max(time.perf_counter() - t0)
+        seen, correct, loss_sum = distributed.all_sum(seen, correct, loss_sum)
         val = self.validate()
         if recipe.schedule == "plateau":
             self.plateau.update(val.top1, recipe.plateau_factor, recipe.plateau_patience)
@@ -337,15 +399,17 @@ class Run:
             seconds=seconds,
         )
         self.history.append(row)
-        print(
-            f"epoch {epoch + 1}: train {100 * row.train_top1:.2f}%  val {val.summary()}  "
-            f"{row.images_per_s:.0f} img/s",
-            file=sys.stderr,
-            flush=True,
-        )
+        if self.is_main:
+            print(
+                f"epoch {epoch + 1}: train {100 * row.train_top1:.2f}%  val {val.summary()}  "
+                f"{row.images_per_s:.0f} img/s",
+                file=sys.stderr,
+                flush=True,
+            )
         return row, val
 
     def validate(self) -> Metrics:
+        distributed.broadcast_buffers(self.model)  # every process validates rank 0's network
         return evaluate_split(
             self.model,
             self.val_data,
@@ -356,6 +420,12 @@ class Run:
         )
 
     def save(self, epoch: int, row: EpochRow, val: Metrics) -> None:
+        # several processes: when one fails, torchrun's agent stops the others (SIGTERM, then
+        # SIGKILL 30 s later); rank 0 finishes the epoch it is saving first
+        with interrupts_deferred() if self.world.distributed else contextlib.nullcontext():
+            self._save(epoch, row, val)
+
+    def _save(self, epoch: int, row: EpochRow, val: Metrics) -> None:
         improved = val.top1 > self.best["top1"]
         if improved:
             self.best = {"epoch": epoch + 1, "top1": val.top1}
@@ -379,12 +449,17 @@ class Run:
             provenance=self.provenance,
             optimizer=self.optimizer.state_dict(),
             rng=checkpoint.rng_state(),
+            sampler={**self.sampler.state_dict(), "epoch": epoch + 1},
         )
-        if improved:
+        # every process keeps the callbacks' state; rank 0 alone writes
+        if improved and self.is_main:
             checkpoint.save(self.out / "best.pt", ckpt.weights_only())
-        write_metrics(self.out / "metrics.csv", self.history)
+        if self.is_main:
+            write_metrics(self.out / "metrics.csv", self.history)
         for cb in self.callbacks:
             cb.on_epoch_end(self, row, ckpt)
+        if not self.is_main:
+            return
         last = checkpoint.save(self.out / "last.pt", ckpt)  # last: it marks the epoch as done
         if last.stat().st_size > COMMIT_LIMIT:
             print(
@@ -406,7 +481,14 @@ def train(
 def evaluate_split(
     model: nn.Module, batches: Batches, view: View, labels, device, channels_last: bool = False
 ) -> Metrics:
-    logits = logits_for(torch_forward(model, channels_last), batches.images, view, device=device)
+    """Metrics of `model` on a split; on several processes each scores its block of the split
+    and the logits are gathered, so every process returns the same figures."""
+    n = len(batches.targets)
+    part = distributed.shard(n)
+    forward = torch_forward(model, channels_last)
+    logits = logits_for(forward, batches.images[part], view, device=device)
+    if distributed.current().distributed:
+        logits = distributed.gather_rows(logits.reshape(-1, len(labels)), n)
     targets = batches.targets.numpy()
     loss = (
         float(F.cross_entropy(torch.from_numpy(logits), batches.targets)) if len(targets) else 0.0

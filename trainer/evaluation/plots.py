@@ -139,4 +139,5 @@ class Curves(Callback):
     """`curves.png` in the run folder, redrawn after every epoch."""
 
     def on_epoch_end(self, run, row, ckpt) -> None:
-        training_curves(run.history, run.out / "curves.png")
+        if run.is_main:  # several processes: rank 0 writes the run folder
+            training_curves(run.history, run.out / "curves.png")

@@ -55,7 +55,8 @@ class TestWatch(Callback):
             {"epoch": row.epoch, "test_top1": metrics.top1, "test_macro_f1": metrics.macro_f1}
         )
         ckpt.callbacks[self.key] = self.state_dict()
-        write_rows(run.out / "test-watch.csv", self.rows)
+        if run.is_main:  # every process scores its block of the test split; rank 0 writes
+            write_rows(run.out / "test-watch.csv", self.rows)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": [dict(r) for r in self.rows]}

@@ -146,11 +146,15 @@ def cached_stored_logits(sources: list[str], run) -> torch.Tensor:
             print(f"{path}: unreadable ({err}); scoring the teachers again", file=sys.stderr)
             cached = None
         if isinstance(cached, dict) and cached.get("key") == key:
-            print(f"teacher scores from {path} (same teachers and training faces)",
-                  file=sys.stderr)  # fmt: skip
+            if run.is_main:
+                print(f"teacher scores from {path} (same teachers and training faces)",
+                      file=sys.stderr)  # fmt: skip
             return cached["logits"]
+    # several processes: each scores the faces itself (no process waits on another's scoring),
+    # rank 0 alone keeps the cache
     logits = torch.stack([stored_logits(s, run) for s in sources]).mean(0)
-    save_torch({"key": key, "logits": logits}, path)
+    if run.is_main:
+        save_torch({"key": key, "logits": logits}, path)
     return logits
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from trainer.data import Dataset
 from trainer.data.mix import mapped_split, with_faces
+from trainer.engine import distributed
 from trainer.engine.checkpoint import load as load_checkpoint
 from trainer.engine.checkpoint import load_weights
 from trainer.engine.recipes import VIEW_FIELDS, Recipe, get_recipe
@@ -195,7 +196,8 @@ def _check_plan(out_dir: Path, plan: dict[str, Any]) -> None:
                 "use another --out"
             )
         return
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(plan, indent=1)))
+    if distributed.is_main():  # several processes: rank 0 writes
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(plan, indent=1)))
 
 
 def kfold(
@@ -214,6 +216,7 @@ def kfold(
     precision: str = "auto",
     into: Dataset | None = None,
     repeat: int = 1,
+    sync_bn: str = "auto",
 ) -> KFoldResult:
     """Fine-tune `checkpoint` on each fold of `dataset[split]` (default recipe
     `ckplus-finetune`, views taken from the checkpoint's recipe) and score it on the held-out
@@ -275,12 +278,14 @@ def kfold(
             init=str(checkpoint),
             command=command,
             precision=precision,
+            sync_bn=sync_bn,
         )
-        print(
-            f"fold {i}/{len(folds)}: train {len(fold_data['train'])}, test {held_out}",
-            file=sys.stderr,
-            flush=True,
-        )
+        if distributed.is_main():
+            print(
+                f"fold {i}/{len(folds)}: train {len(fold_data['train'])}, test {held_out}",
+                file=sys.stderr,
+                flush=True,
+            )
         last = run / "last.pt"
         done = None
         if last.exists():
@@ -317,9 +322,10 @@ def kfold(
         std_macro_f1=float(f1.std()),
         recipe=recipe,
     )
-    text = json.dumps(asdict(result), indent=2)
-    atomic_write(out_dir / "kfold.json", lambda tmp: Path(tmp).write_text(text))
-    print(format_table(result))
+    if distributed.is_main():
+        text = json.dumps(asdict(result), indent=2)
+        atomic_write(out_dir / "kfold.json", lambda tmp: Path(tmp).write_text(text))
+        print(format_table(result))
     return result
 
 

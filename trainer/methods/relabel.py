@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from trainer.data import Dataset
-from trainer.engine import checkpoint
+from trainer.engine import checkpoint, distributed
 from trainer.engine.callbacks import Callback
 from trainer.engine.checkpoint import Checkpoint
 from trainer.engine.recipes import Recipe
@@ -172,8 +172,17 @@ class Relabel(Callback):
         batch.targets = soft_targets(new, batch.targets.shape[1], self.smoothing)
 
     def on_epoch_end(self, run, row, ckpt) -> None:
-        self.flips.write(run.out)
-        print(f"relabel: {self.flips.summary()}", file=sys.stderr, flush=True)
+        # several processes: each counted the flips of its share; the epoch's are their sum
+        n = len(self.flips.labels)
+        flat = [c for row in self.flips.counts[-1] for c in row]
+        counts = torch.tensor([*flat, self.flips.seen[-1]])
+        total = distributed.all_sum_tensor(counts).tolist()
+        self.flips.counts[-1] = [total[a * n : (a + 1) * n] for a in range(n)]
+        self.flips.seen[-1] = total[-1]
+        ckpt.callbacks[self.key] = self.state_dict()
+        if run.is_main:
+            self.flips.write(run.out)
+            print(f"relabel: {self.flips.summary()}", file=sys.stderr, flush=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rule": asdict(self.rule), "flips": asdict(self.flips)}
@@ -209,7 +218,8 @@ class Snapshots(Callback):
             if level not in self.taken and row.train_top1 * 100 >= level:
                 self.taken.append(level)
                 ckpt.callbacks[self.key] = self.state_dict()
-                checkpoint.save(run.out / f"snapshot-{level}.pt", ckpt.weights_only())
+                if run.is_main:
+                    checkpoint.save(run.out / f"snapshot-{level}.pt", ckpt.weights_only())
 
     def state_dict(self) -> dict[str, Any]:
         return {"taken": list(self.taken)}
@@ -298,6 +308,7 @@ def relabel(
     callbacks: Sequence[Callback] = (),
     dataset: Dataset | None = None,
     control: bool = False,
+    sync_bn: str = "auto",
 ):
     """Fine-tune `snapshot` with the relabel rule, or with the rule off (`control`); returns the
     TrainResult (flip statistics in the run folder). `callbacks` run beside the rule (curves,
@@ -321,6 +332,7 @@ def relabel(
         command=command,
         init=str(snapshot),
         precision=precision,
+        sync_bn=sync_bn,
     )
     relabeling = [] if control else [Relabel(rule, list(state.labels))]
     return train(config, [*relabeling, *callbacks], resume=resume, dataset=dataset)
