@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -115,30 +116,37 @@ class Profile:
         examples = {**self.examples, label: log_probs(np.atleast_2d(probs))}
         return replace(self, examples=examples)
 
-    def without(self, label: str) -> Profile:
-        return replace(self, examples={k: v for k, v in self.examples.items() if k != label})
+    # what the reading needs of the examples, computed once (a profile is frozen), not for
+    # every face of every frame
+    @cached_property
+    def taught_index(self) -> list[int]:
+        return [self.model.labels.index(label) for label in self.taught]
+
+    @cached_property
+    def means(self) -> np.ndarray:
+        """μ_c: the mean log-probabilities of each taught class (taught × classes)."""
+        return np.stack([self.examples[label].mean(axis=0) for label in self.taught])
+
+    @cached_property
+    def mean_log_probs(self) -> np.ndarray:
+        """log m_c: the log of each taught class's mean probabilities (taught × classes)."""
+        return log_probs(np.stack([np.exp(self.examples[label]).mean(axis=0)
+                                   for label in self.taught]))  # fmt: skip
 
     def apply(self, probs: np.ndarray, options: ProfileOptions | None = None) -> np.ndarray:
         """Probabilities (classes last, any leading shape) read with this profile."""
         o = options or ProfileOptions()
-        taught = [self.model.labels.index(label) for label in self.taught]
+        taught = self.taught_index
         if not taught:
             return np.asarray(probs, np.float64)
         logp = log_probs(probs)
-        shift = np.mean(
-            [
-                np.log(_target(self.model.labels, self.model.labels[c], o.target))
-                - log_probs(np.exp(self.examples[self.model.labels[c]]).mean(axis=0))
-                for c in taught
-            ],
-            axis=0,
-        )
+        targets = np.log([_target(self.model.labels, label, o.target) for label in self.taught])
+        shift = (targets - self.mean_log_probs).mean(axis=0)
         shifted = np.exp(logp + shift)
         shifted /= shifted.sum(axis=-1, keepdims=True)
         if len(taught) < 2 or o.weight == 0:
             return shifted
-        means = np.stack([self.examples[self.model.labels[c]].mean(axis=0) for c in taught])
-        distance = ((logp[..., None, :] - means) ** 2).sum(axis=-1)
+        distance = ((logp[..., None, :] - self.means) ** 2).sum(axis=-1)
         score = -distance / o.temperature
         q = np.exp(score - score.max(axis=-1, keepdims=True))
         q /= q.sum(axis=-1, keepdims=True)
@@ -274,18 +282,12 @@ class Lessons:
         else:
             self.profiles[track_id] = profile
 
-    def clear(self, track_id: int | None = None) -> None:
-        """Forget one face's profile and teaching, or everyone's."""
-        if track_id is None:
-            self.profiles.clear()
-            self.teaching.clear()
-            self.waiting.clear()
-            self.floating = self.floating_on = None
-            return
-        self.profiles.pop(track_id, None)
-        self.teaching.pop(track_id, None)
-        if self.floating_on == track_id:
-            self.floating = self.floating_on = None
+    def clear(self) -> None:
+        """Forget every face's profile and teaching."""
+        self.profiles.clear()
+        self.teaching.clear()
+        self.waiting.clear()
+        self.floating = self.floating_on = None
 
     def keep_only(self, alive: Iterable[int]) -> None:
         """Drop what belongs to faces whose tracks ended (ids are never reused); a profile of
@@ -306,6 +308,10 @@ class Lessons:
 
     def profile(self, track_id: int) -> Profile | None:
         return self.profiles.get(track_id)
+
+    def profile_name(self, track_id: int) -> str | None:
+        profile = self.profiles.get(track_id)
+        return profile.name if profile is not None else None
 
     def take_taught(self) -> list[tuple[int, str]]:
         """(track id, label) of the teachings completed since the last call."""

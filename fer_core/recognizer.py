@@ -204,9 +204,7 @@ class Recognizer:
                 landmarks=f.landmarks,
                 blendshapes=f.blendshapes,
                 teaching=self.lessons.progress(t.track_id),
-                profile=(lambda pr: pr.name if pr is not None else None)(
-                    self.lessons.profile(t.track_id)
-                ),
+                profile=self.lessons.profile_name(t.track_id),
                 held=i >= detected,
             )
             for i, (f, p, t) in enumerate(zip(faces, probs, tracked, strict=True))
@@ -239,8 +237,7 @@ class Recognizer:
         self.lessons = Lessons(self.model_key, self.options.profiles)
         if self.finder.zoom is not None:
             self.finder.zoom.reset()
-        self._last.clear()
-        self._held.clear()
+        self.reset()
 
     def process_frame(self, frame: Frame) -> FrameResult:
         return self.process(frame.image, frame.index, frame.time_s, frame.still)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.profile import ModelKey, Profile, ProfileOptions
+from fer_core.profile import ModelKey, Profile, ProfileOptions, log_probs
 from trainer.data import Dataset
 from trainer.engine.metrics import Metrics, compute
 from trainer.evaluation.evaluate import Predictor, predict, scored_split
@@ -166,11 +166,9 @@ def personal_check(
 
 def _nearest_taught(profile: Profile, probs, targets, labels) -> int:
     """How many queries the nearest taught class mean (log-probabilities) gets right."""
-    taught = [labels.index(label) for label in profile.taught]
-    means = np.stack([profile.examples[labels[c]].mean(axis=0) for c in taught])
-    logp = np.log(np.clip(probs, 1e-6, None))
-    nearest = ((logp[:, None, :] - means) ** 2).sum(axis=-1).argmin(axis=1)
-    return int((np.array(taught)[nearest] == targets).sum())
+    logp = log_probs(probs)
+    nearest = ((logp[:, None, :] - profile.means) ** 2).sum(axis=-1).argmin(axis=1)
+    return int((np.array(profile.taught_index)[nearest] == targets).sum())
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
