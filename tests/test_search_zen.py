@@ -16,6 +16,7 @@ import torch
 from fer_core.models import create_model
 from fer_core.models.structure import INIT_M, INIT_R, ZENNET_M, Structure
 from fer_core.models.zennet import ResidualUnit, ShuffleAttention, ZenNet
+from trainer.cli import main
 from trainer.search import zen
 from trainer.search.evolution import (
     SPACES,
@@ -23,6 +24,7 @@ from trainer.search.evolution import (
     check_budget,
     count_layers,
     mutate,
+    narrowest,
     split_blocks,
 )
 from trainer.search.zen import (
@@ -126,6 +128,10 @@ def test_budget_rejects_with_the_right_reason():
     assert 0 < figures["macs"] < 50e6
 
     assert check_budget(INIT_M, Budget(max_layers=5, **base))[:2] == (False, "layers")
+    # INIT_M's stem has 8 channels, its first bottleneck 8: under a floor of 16, rejected
+    assert narrowest(Structure.parse(INIT_M)) == 8
+    assert check_budget(INIT_M, Budget(min_width=16, **base))[:2] == (False, "width")
+    assert check_budget(INIT_M, Budget(min_width=8, **base)).ok
     assert check_budget(INIT_M, Budget(max_params=figures["params"] - 1, **base))[:2] == (
         False,
         "params",
@@ -172,7 +178,7 @@ def _check_chain(structure, in_chans):
             assert b.bottleneck % 8 == 0 and b.bottleneck >= 8
 
 
-@pytest.mark.parametrize("space", ["idw", "idw-mb", "xxbl"])
+@pytest.mark.parametrize("space", ["idw", "idw-mb", "xxbl", "xxbl-rn"])
 def test_mutation_rules(space):
     init = Structure.parse(SPACES[space].init).with_in_chans(1)
     stride_product = math.prod(b.stride for b in init.blocks)
@@ -197,6 +203,17 @@ def test_mutation_rules(space):
             assert all(b.name in SPACES[space].block_names for b in middle)
             names.update(b.name for b in middle)
     assert len(names) > 4  # block types are redrawn within the family
+
+
+def test_mutations_stay_within_the_grammar():
+    """A final 1×1 conv already near the grammar's widest (16,384) is never grown past it: the
+    child must parse (a search over a MAC budget grew one to 18,360 and stopped)."""
+    wide = Structure.parse(
+        "SuperConvK3BNRELU(1,32,1,1)SuperResK3K3(32,32,2,32,1)SuperConvK1BNRELU(32,16000,1,1)"
+    )
+    rng = np.random.default_rng(0)
+    widths = {mutate(wide, rng, "xxbl").blocks[-1].c_out for _ in range(200)}
+    assert max(widths) == 16384 and min(widths) < 16000
 
 
 def test_tied_space_keeps_identity_shortcuts():
@@ -339,6 +356,19 @@ def test_resume_reaches_the_uninterrupted_result(tiny_run, tmp_path, monkeypatch
 # --------------------------------------------------------------------------- CLI hooks
 
 
+def test_a_search_resumes_from_the_command_line_with_its_own_seed_and_threads(tmp_path):
+    """`search --resume --out DIR` alone continues: flags left out keep the stored values
+    (a default of 0 threads used to replace the stored 1 and be refused)."""
+    out = str(tmp_path / "zen")
+    tiny = ["--population", "6", "--resolution", "32", "--score-batch", "4", "--max-macs", "12e6"]
+    first = ["search", "--method", "zen", "--out", out, "--iterations", "4", *tiny]
+    assert main([*first, "--seed", "3", "--threads", "1"]) == 0
+    assert main(["search", "--method", "zen", "--resume", "--out", out, "--iterations", "6"]) == 0
+    summary = json.loads((tmp_path / "zen" / "search.json").read_text())
+    assert summary["iterations"] == 6
+    assert (summary["config"]["seed"], summary["config"]["threads"]) == (3, 1)
+
+
 def test_cli_hooks_build_the_config(tmp_path):
     parser = argparse.ArgumentParser()
     add_arguments(parser.add_argument_group("zen"))
@@ -350,12 +380,14 @@ def test_cli_hooks_build_the_config(tmp_path):
     args = parser.parse_args(
         ["--out", str(tmp_path / "o"), "--space", "xxbl", "--init", str(init), "--max-params",
          "0", "--max-latency-ms", "4", "--score-variant", "paper", "--in-chans", "3",
+         "--min-width", "32",
          "--model-option", "shortcut=identity", "--model-option", "sum_relu=False"]
     )  # fmt: skip
     config, resume = config_from_args(args)
     assert not resume
     assert config.space == "xxbl" and config.init == INIT_R and config.variant == "paper"
     assert config.max_params is None and config.max_latency_ms == 4.0 and config.in_chans == 3
+    assert config.min_width == 32 and config.budget().min_width == 32
     assert (config.population, config.iterations, config.max_layers) == (64, 1000, 14)
     assert config.model_options == {"shortcut": "identity", "sum_relu": False}
     assert config.budget().options == (("shortcut", "identity"), ("sum_relu", False))

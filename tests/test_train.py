@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, tiny_recipe
+from trainer.data import read_dataset
 from trainer.engine import checkpoint
 from trainer.engine.loop import TrainConfig, train
 from trainer.engine.recipes import RECIPES
 from trainer.engine.step import Plateau, lr_at
+from trainer.evaluation.evaluate import evaluate, load_predictor
 from trainer.methods import standard_callbacks
 
 
@@ -32,14 +34,35 @@ def test_run_learns_and_writes_its_folder(tiny_run):
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_snapshots_at_train_accuracy_thresholds(tiny_run):
-    out, result = tiny_run
+def test_snapshots_key_on_clean_training_accuracy(tiny_run, tiny_fer2013):
+    """Each snapshot is the first epoch whose training faces, read without augmentation, reach
+    its level (`train-clean.csv`), never overwritten later; the figure is what `evaluate` says
+    of the same weights on the training split (336 faces here: all of them, under the sample)."""
+    out, _ = tiny_run
+    rows = list(csv.DictReader((out / "train-clean.csv").open()))
+    clean = {int(r["epoch"]): float(r["train_clean_top1"]) for r in rows}
+    assert sorted(clean) == [1, 2, 3]
+    dataset = read_dataset("fer2013", tiny_fer2013)
+    final = evaluate(load_predictor(out / "last.pt"), dataset, "train").metrics.top1
+    assert clean[3] == pytest.approx(final, abs=1.5 / 336)  # at most a face read differently
+    taken = []
     for threshold in (85, 90):
-        reached = [r.epoch for r in result.history if 100 * r.train_top1 >= threshold]
+        reached = [e for e, top1 in sorted(clean.items()) if 100 * top1 >= threshold]
         path = out / f"snapshot-{threshold}.pt"
         assert path.exists() == bool(reached)
-        if reached:  # the first epoch that reached it, never overwritten later
+        if reached:
             assert checkpoint.load(path).epoch + 1 == reached[0]
+            taken.append(threshold)
+    assert taken, "the tiny run fits its faces: at least one snapshot is taken"
+    assert checkpoint.load(out / "last.pt").callbacks["snapshots"]["taken"] == taken
+
+
+def test_snapshots_from_a_run_before_clean_accuracy_resume():
+    """A checkpoint written before the clean figure was measured holds only the levels taken."""
+    from trainer.methods import resumed_callbacks
+
+    (snapshots,) = [cb for cb in resumed_callbacks({"snapshots": {"taken": [85]}}) if cb.key]
+    assert snapshots.taken == [85] and snapshots.rows == []
 
 
 def test_existing_run_is_not_overwritten(tiny_run, tiny_fer2013):

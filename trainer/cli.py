@@ -1119,9 +1119,10 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset file or folder (SGAS only)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--seed", type=int, default=0)
+    # unset (None) unless given, so that a resumed search keeps its own
+    p.add_argument("--seed", type=int, default=None, help="random seed (0)")
     p.add_argument(
-        "--threads", type=thread_count, default=0, help="CPU threads for torch (0: default)"
+        "--threads", type=thread_count, default=None, help="CPU threads for torch (the default)"
     )
     sgas.add_arguments(p.add_argument_group("SGAS (--method sgas, as Auto-FERNet)"))
     zen.add_arguments(p.add_argument_group("Zen-NAS (--method zen)"))

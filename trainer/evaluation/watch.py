@@ -56,7 +56,7 @@ class TestWatch(Callback):
         )
         ckpt.callbacks[self.key] = self.state_dict()
         if run.is_main:  # every process scores its block of the test split; rank 0 writes
-            write_rows(run.out / "test-watch.csv", self.rows)
+            write_rows(run.out / "test-watch.csv", self.rows, FIELDS)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": [dict(r) for r in self.rows]}
@@ -72,9 +72,10 @@ class TestWatch(Callback):
         return "test split watched (mirror view, not used to choose)"
 
 
-def write_rows(path: Path, rows: list[dict[str, float]]) -> Path:
+def write_rows(path: Path, rows: list[dict[str, float]], fields: tuple[str, ...]) -> Path:
+    """`rows` as a CSV with the header `fields`, written atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))

@@ -23,6 +23,10 @@ input and output shapes agree, and in the IDW space the pair of units around a b
 another width has none: a searched 24-unit structure there is a plain network that does not
 train. Tied, every unit after a block's first keeps its shortcut, at no latency cost.
 
+The "xxbl-rn" space is the XXBL space tied the same way, as ResNet's basic blocks are (both
+convolutions at the stage's width): untied, a search under a MAC budget draws bottlenecks
+of a few channels under wide outputs. `Budget.min_width` puts a floor under every width.
+
 The XXBL family is SuperResK1K{3,5,7}K1 plus SuperResK{k}K{k} with matched kernels
 k ∈ {3, 5, 7}, as Zen-NAS's XXBL space lists them (the grammar would also accept mixed pairs).
 """
@@ -36,7 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fer_core.models.structure import INIT_M, INIT_R, BlockSpec, Structure
+from fer_core.models.structure import INIT_M, INIT_R, LIMITS, BlockSpec, Structure
 
 CHANNEL_FACTORS = (2.5, 2.0, 1.5, 1.25, 1.0, 1 / 1.25, 1 / 1.5, 1 / 2, 1 / 2.5)
 LAYER_STEPS = (-2, -1, 0, 1, 2)
@@ -68,6 +72,13 @@ SPACES: dict[str, SearchSpace] = {
         (*(f"SuperResK1K{k}K1" for k in (3, 5, 7)), *(f"SuperResK{k}K{k}" for k in (3, 5, 7))),
         fixed_last=False,
         init=INIT_R,
+    ),
+    "xxbl-rn": SearchSpace(
+        "xxbl-rn",
+        (*(f"SuperResK1K{k}K1" for k in (3, 5, 7)), *(f"SuperResK{k}K{k}" for k in (3, 5, 7))),
+        fixed_last=False,
+        init=INIT_R,
+        tied_bottleneck=True,
     ),
 }
 
@@ -104,6 +115,15 @@ def count_layers(structure: Structure) -> int:
     return sum(b.layers for b in structure.blocks)
 
 
+def narrowest(structure: Structure) -> int:
+    """The fewest channels any block passes on: its output, or a residual block's bottleneck.
+    The Zen-score grows with the log of width but MACs with its square, so under a MAC budget
+    it favours 8-channel stages with large kernels; a floor keeps the search to trainable nets."""
+    return min(
+        b.c_out if b.kind == "conv" else min(b.c_out, b.bottleneck) for b in structure.blocks
+    )
+
+
 def split_blocks(blocks: list[BlockSpec] | tuple[BlockSpec, ...]) -> list[BlockSpec]:
     """Split every block with ≥ SPLIT_AT sub-layers into two (repeatedly, until none is left)."""
     out: list[BlockSpec] = []
@@ -128,7 +148,9 @@ def mutable_blocks(structure: Structure, space: str | SearchSpace) -> list[int]:
 
 
 def _scale(channels: int, rng: np.random.Generator) -> int:
-    return round8(channels * CHANNEL_FACTORS[int(rng.integers(len(CHANNEL_FACTORS)))])
+    # within the grammar's limit: a final 1×1 conv grown a few times over would not parse
+    scaled = round8(channels * CHANNEL_FACTORS[int(rng.integers(len(CHANNEL_FACTORS)))])
+    return min(scaled, LIMITS["out"] // 8 * 8)
 
 
 def mutate(
@@ -171,6 +193,7 @@ class Budget:
     max_macs: float | None = None
     max_layers: int | None = None
     max_latency_ms: float | None = None
+    min_width: int | None = None  # channels of the narrowest block output or bottleneck
     resolution: int = 48
     in_chans: int = 1
     num_classes: int = 7
@@ -181,7 +204,7 @@ class Budget:
 
 class BudgetCheck(NamedTuple):
     ok: bool
-    reason: str | None  # "layers" | "params" | "macs" | "latency" | None
+    reason: str | None  # "width" | "layers" | "params" | "macs" | "latency" | None
     figures: dict[str, Any]  # layers, params, macs, latency_ms (None where not measured)
 
 
@@ -226,7 +249,7 @@ def measure_latency(model, input_shape: tuple[int, ...], threads: int = 1) -> fl
 
 
 def check_budget(structure: Structure | str, budget: Budget) -> BudgetCheck:
-    """Cheapest check first: layers (from the text), then params and MACs at the search
+    """Cheapest check first: width and layers (from the text), then params and MACs at the search
     resolution (one counted forward), then latency only for candidates that passed."""
     from fer_core.models.complexity import measure
 
@@ -238,6 +261,8 @@ def check_budget(structure: Structure | str, budget: Budget) -> BudgetCheck:
         "macs": None,
         "latency_ms": None,
     }
+    if budget.min_width is not None and narrowest(structure) < budget.min_width:
+        return BudgetCheck(False, "width", figures)
     if budget.max_layers is not None and figures["layers"] > budget.max_layers:
         return BudgetCheck(False, "layers", figures)
     shape = (budget.in_chans, budget.resolution, budget.resolution)

@@ -222,6 +222,7 @@ class ZenSearchConfig:
     max_macs: float | None = 50e6
     max_layers: int | None = 14
     max_latency_ms: float | None = None
+    min_width: int | None = None
     score_batch: int = 16
     score_repeats: int = 1
     variant: str = "code"
@@ -237,6 +238,7 @@ class ZenSearchConfig:
             max_macs=self.max_macs,
             max_layers=self.max_layers,
             max_latency_ms=self.max_latency_ms,
+            min_width=self.min_width,
             resolution=self.resolution,
             in_chans=self.in_chans,
             num_classes=self.num_classes,
@@ -647,6 +649,12 @@ def add_arguments(group) -> None:
         default=None,
         help="median batch-1 fp32 onnxruntime forward in ms with --threads (none; 0 = none)",
     )
+    group.add_argument(
+        "--min-width",
+        type=int,
+        default=None,
+        help="fewest channels of any block's output or bottleneck (none; 0 = none)",
+    )
     group.add_argument("--score-batch", type=int, default=None, help="Zen-score batch (16)")
     group.add_argument(
         "--score-repeats", type=int, default=None, help="Zen-score repeats, averaged (1)"
@@ -684,6 +692,7 @@ _ARG_FIELDS = {
     "max_macs": "max_macs",
     "max_layers": "max_layers",
     "max_latency_ms": "max_latency_ms",
+    "min_width": "min_width",
     "score_batch": "score_batch",
     "score_repeats": "score_repeats",
     "score_variant": "variant",
@@ -692,7 +701,7 @@ _ARG_FIELDS = {
     "threads": "threads",
     "model_option": "model_options",
 }
-_LIMITS = ("max_params", "max_macs", "max_layers", "max_latency_ms")
+_LIMITS = ("max_params", "max_macs", "max_layers", "max_latency_ms", "min_width")
 
 
 def _read_init(value: str) -> str:
