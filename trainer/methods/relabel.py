@@ -211,11 +211,11 @@ class Snapshots(Callback):
     85 % / 90 %, the starting points of relabel training (weights only).
 
     Auto-FERNet keys its snapshots on the accuracy of the training batches, which under its
-    crop-and-flip augmentation is about the clean figure. Under a strong recipe the batches' figure
-    stays points below the clean one and may never reach 85 %, so the
-    snapshot keys on the training faces read as validation reads them, without augmentation: a
-    fixed sample of `SAMPLE` of them (drawn with seed 0, the same in every session), after every
-    epoch. Each figure goes to `train-clean.csv`.
+    crop-and-flip augmentation is about the clean figure. Under a strong recipe the batches'
+    figure stays points below the clean one and may never reach 85 %, so the snapshot keys on
+    the training faces read as validation reads them, without augmentation: a fixed sample of
+    `SAMPLE` of them (drawn with seed 0, the same in every session), after every epoch. Each
+    figure goes to `train-clean.csv`.
     """
 
     key = "snapshots"
