@@ -65,6 +65,25 @@ def test_snapshots_from_a_run_before_clean_accuracy_resume():
     assert snapshots.taken == [85] and snapshots.rows == []
 
 
+def test_curves_draw_what_the_other_callbacks_measure(tiny_run, tmp_path):
+    """curves.png comes last, so it draws this epoch's clean training and watched test figures
+    beside the run's own; a line given to it changes the picture."""
+    from trainer.evaluation.plots import Curves, training_curves
+    from trainer.methods import resumed_callbacks
+
+    out, result = tiny_run
+    assert isinstance(standard_callbacks(watch_test=True)[-1], Curves)
+    state = checkpoint.load(out / "last.pt")
+    assert isinstance(resumed_callbacks(state.callbacks)[-1], Curves)
+    (snapshots,) = [cb for cb in resumed_callbacks(state.callbacks) if cb.key]
+    rows = csv.DictReader((out / "train-clean.csv").open())
+    expected = [(int(r["epoch"]), float(r["train_clean_top1"])) for r in rows]
+    assert snapshots.curves() == {"train (clean sample)": expected}
+    plain = training_curves(result.history, tmp_path / "plain.png").read_bytes()
+    drawn = training_curves(result.history, tmp_path / "more.png", snapshots.curves())
+    assert drawn.read_bytes()[:4] == b"\x89PNG" and drawn.read_bytes() != plain
+
+
 def test_existing_run_is_not_overwritten(tiny_run, tiny_fer2013):
     out, _ = tiny_run
     config = TrainConfig("vgg-fer-s", "fer2013", str(tiny_fer2013), str(out), tiny_recipe())

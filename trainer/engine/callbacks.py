@@ -41,6 +41,11 @@ class Callback:
         """After validation, once `ckpt` (the epoch's record) is built, before `last.pt` is
         written: files written here are complete before the epoch counts as done."""
 
+    def curves(self) -> dict[str, list[tuple[int, float]]]:
+        """Top-1 figures this callback measures, drawn in `curves.png` beside the run's own:
+        {label: [(epoch, top-1 in 0–1), ...]}."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -29,8 +29,11 @@ def _save(plt, fig, path: str | Path) -> Path:
     return out
 
 
-def training_curves(history: Sequence, path: str | Path) -> Path:
-    """Loss and top-1 per epoch, training (augmented batches) against validation."""
+def training_curves(
+    history: Sequence, path: str | Path, more: dict[str, list[tuple[int, float]]] | None = None
+) -> Path:
+    """Loss and top-1 per epoch, training (augmented batches) against validation, and the top-1
+    lines in `more` ({label: [(epoch, top-1)]}) beside them."""
     plt, fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(10, 4))
     epochs = [r.epoch for r in history]
     dots = {"marker": "o", "markersize": 4}  # a one-epoch run is a point: a line alone is blank
@@ -39,6 +42,8 @@ def training_curves(history: Sequence, path: str | Path) -> Path:
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.plot(epochs, [100 * r.train_top1 for r in history], label="train (augmented)", **dots)
     ax_acc.plot(epochs, [100 * r.val_top1 for r in history], label="validation", **dots)
+    for label, points in (more or {}).items():
+        ax_acc.plot([e for e, _ in points], [100 * t for _, t in points], label=label, **dots)
     ax_acc.set(xlabel="epoch", ylabel="top-1 %", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -136,8 +141,10 @@ def flips_figure(
 
 
 class Curves(Callback):
-    """`curves.png` in the run folder, redrawn after every epoch."""
+    """`curves.png` in the run folder, redrawn after every epoch with the figures the other
+    callbacks measure (listed after them, it sees this epoch's)."""
 
     def on_epoch_end(self, run, row, ckpt) -> None:
         if run.is_main:  # several processes: rank 0 writes the run folder
-            training_curves(run.history, run.out / "curves.png")
+            more = {k: v for cb in run.callbacks for k, v in cb.curves().items()}
+            training_curves(run.history, run.out / "curves.png", more)

@@ -58,6 +58,9 @@ class TestWatch(Callback):
         if run.is_main:  # every process scores its block of the test split; rank 0 writes
             write_rows(run.out / "test-watch.csv", self.rows, FIELDS)
 
+    def curves(self) -> dict[str, list[tuple[int, float]]]:
+        return {"test (watched, mirror)": [(r["epoch"], r["test_top1"]) for r in self.rows]}
+
     def state_dict(self) -> dict[str, Any]:
         return {"rows": [dict(r) for r in self.rows]}
 

@@ -22,10 +22,10 @@ def standard_callbacks(
     training itself), distillation when teachers are named, and the test split's record when
     asked (`--watch-test`)."""
     return [
-        Curves(),
         *([Snapshots()] if snapshots else []),
         *([Distill(teachers)] if teachers else []),
         *([TestWatch()] if watch_test else []),
+        Curves(),  # last: it draws what the others measured this epoch
     ]
 
 
@@ -34,4 +34,4 @@ def resumed_callbacks(states: dict[str, dict[str, Any]]) -> list[Callback]:
     unknown = set(states) - set(STATEFUL)
     if unknown:
         raise ValueError(f"the run used callbacks this trainer lacks: {', '.join(sorted(unknown))}")
-    return [Curves(), *(STATEFUL[key].from_state(state) for key, state in states.items())]
+    return [*(STATEFUL[key].from_state(state) for key, state in states.items()), Curves()]

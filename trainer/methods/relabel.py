@@ -257,6 +257,9 @@ class Snapshots(Callback):
                 file=sys.stderr,
             )
 
+    def curves(self) -> dict[str, list[tuple[int, float]]]:
+        return {"train (clean sample)": [(r["epoch"], r["train_clean_top1"]) for r in self.rows]}
+
     def state_dict(self) -> dict[str, Any]:
         return {"taken": list(self.taken), "rows": [dict(r) for r in self.rows]}
 
