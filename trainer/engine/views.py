@@ -76,13 +76,20 @@ def logits_for(
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-def torch_forward(model: torch.nn.Module, channels_last: bool = False):
+def torch_forward(
+    model: torch.nn.Module, channels_last: bool = False, dtype: torch.dtype | None = None
+):
+    """`model` in eval mode as a function of a batch; `dtype` runs it under autocast (the
+    training precision), its logits returned in float32."""
     model.eval()
 
     @torch.no_grad()
     def forward(x: torch.Tensor) -> torch.Tensor:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return model(x)
+        if dtype is None:
+            return model(x)
+        with torch.autocast(x.device.type, dtype=dtype):
+            return model(x).float()
 
     return forward

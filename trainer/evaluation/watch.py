@@ -49,7 +49,7 @@ class TestWatch(Callback):
 
     def on_epoch_end(self, run, row, ckpt) -> None:
         metrics = evaluate_split(
-            run.model, self.data, self.view, run.labels, run.device, run.precision.channels_last
+            run.model, self.data, self.view, run.labels, run.device, run.precision
         )
         self.rows.append(
             {"epoch": row.epoch, "test_top1": metrics.top1, "test_macro_f1": metrics.macro_f1}

@@ -241,7 +241,7 @@ class Snapshots(Callback):
 
     def on_epoch_end(self, run, row, ckpt) -> None:
         clean = evaluate_split(
-            run.model, self.sample, run.view, run.labels, run.device, run.precision.channels_last
+            run.model, self.sample, run.view, run.labels, run.device, run.precision
         ).top1
         self.rows.append({"epoch": row.epoch, "train_clean_top1": clean})
         for level in self.LEVELS:
