@@ -24,7 +24,7 @@ from app.batch import SUFFIXES, BatchOptions, gather, is_batch, plan
 from fer_core.analysis import AnalysisOptions, AnalysisSummary, Outputs, Progress, analyze_input
 from fer_core.capture import SourceError
 from fer_core.faces import DETECTORS, FaceOptions
-from fer_core.outputs import check_outputs, stops_as_interrupts
+from fer_core.outputs import STDOUT, check_outputs, stops_as_interrupts
 from fer_core.profile import Profile, model_key
 from fer_core.recognizer import RecognizerOptions
 from fer_core.track import SMOOTHERS, TrackerOptions
@@ -58,9 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "of videos: a batch (see below)")  # fmt: skip
     p.add_argument("--out", help="annotated video to write (.mp4)")
     p.add_argument("--csv", nargs="?", const=EACH, metavar="FILE",
-                   help="faces as CSV: one row per face per frame")  # fmt: skip
+                   help="faces as CSV: one row per face per frame (- for standard output, "
+                   "the report then on stderr)")  # fmt: skip
     p.add_argument("--json", nargs="?", const=EACH, metavar="FILE",
-                   help="faces as JSON lines (the same rows)")  # fmt: skip
+                   help="faces as JSON lines (the same rows; - for standard output)")  # fmt: skip
     p.add_argument("--timeline", nargs="?", const=EACH, metavar="FILE",
                    help="a picture of each face's probabilities over time (.png)")  # fmt: skip
     p.add_argument("--model", help="model package name or folder (default: the default package)")
@@ -269,10 +270,12 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; no output written (nothing partial left)", file=sys.stderr)
         return 2
-    print(summary.report())
+    written = [p for p in (args.out, args.csv, args.json, args.timeline) if p]
+    # the rows own standard output when one of them is written there (`--csv - | ...`)
+    report = sys.stderr if STDOUT in written else sys.stdout
+    print(summary.report(), file=report)
     if summary.left_out:
         print(f"note: {args.timeline}: {summary.left_out}", file=sys.stderr)
-    for path in (args.out, args.csv, args.json, args.timeline):
-        if path:
-            print(f"wrote {path}")
+    for path in written:
+        print(f"wrote {'standard output' if path == STDOUT else path}", file=report)
     return 0

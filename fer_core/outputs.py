@@ -10,7 +10,7 @@
   (`commit`); `discard` removes the partial file only while it is still the one this process
   created. A path that exists and is not a regular file (a device such as /dev/full or
   /dev/stdout, a FIFO) is written through, never replaced; a symlink is followed, so the file
-  it names is written.
+  it names is written. `-` (`STDOUT`) is the process's standard output, written through.
 - Files get the permissions of any file a program creates (0666 less the umask), not the
   0600 of a temporary file.
 - `stops_as_interrupts`: a SIGTERM (kill, timeout, a scheduler) or a SIGHUP (a closed
@@ -30,6 +30,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+STDOUT = "-"  # an output named so is written to standard output
 
 
 class OutputError(OSError):
@@ -73,6 +75,11 @@ def check_outputs(
             continue
         path = Path(value)
         where = path.resolve()
+        if str(value) == STDOUT:
+            if flag in regular:
+                raise OutputError(f"{flag} -: needs a file it can seek in, not standard output; "
+                                  "give a file name")  # fmt: skip
+            where = Path("/dev/stdout").resolve()  # as another output naming it resolves
         if where in seen:
             raise OutputError(
                 f"{flag} {path}: {seen[where]} names this file too; give each output its own file"
@@ -95,6 +102,8 @@ def check_outputs(
                     "its own file"
                 )
         seen[where] = flag
+        if str(value) == STDOUT:
+            continue
         if path.is_dir():
             raise OutputError(f"{flag} {path}: is a folder; expected a file name in it")
         if is_special(path):
@@ -163,6 +172,11 @@ class OutputFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if str(path) == STDOUT:
+            self.through = True
+            self.target = self.partial = self.path
+            self.stream = os.fdopen(os.dup(1), "wb")  # its own descriptor: closing keeps fd 1
+            return
         self.through = is_special(self.path)
         if self.through:
             self.target = self.partial = self.path

@@ -160,6 +160,27 @@ def test_a_device_output_is_written_through_never_replaced(video, capsys):
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+@pytest.mark.slow
+def test_rows_go_to_standard_output_with_a_dash_and_the_report_to_stderr(video, tmp_path):
+    """`--csv -` once wrote a file named `-`; now the rows are the only thing on stdout."""
+    run = subprocess.run([sys.executable, "-m", "app", "analyze", str(video), "--csv", "-",
+                          "--no-progress"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(run.stdout.splitlines()))
+    assert [int(r["frame"]) for r in rows] == list(range(3, 13))
+    assert "frames/s end to end" in run.stderr and "wrote standard output" in run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags", [["--out", "-"], ["--csv", "-", "--json", "/dev/stdout"]])
+def test_standard_output_taken_twice_or_by_the_video_is_refused(video, flags, capsys):
+    assert main(["analyze", str(video), *flags, "--no-progress"]) == 2
+    error = one_line_error(capsys)
+    assert error.startswith(f"error: {flags[-2]} {flags[-1]}: ")
+    assert "seek" in error or "names this file too" in error
+
+
 @pytest.mark.parametrize(
     "case", ["same file twice", "output is the input", "out is a folder", "read-only place"]
 )
