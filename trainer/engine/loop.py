@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.data import Dataset, read_dataset
+from trainer.data import Dataset, Split, read_dataset
 from trainer.engine import checkpoint, distributed
 from trainer.engine.batches import Batches, augment_for, make_batch, stored_side
 from trainer.engine.callbacks import Callback
@@ -219,14 +219,20 @@ class Run:
         side = stored_side(train_split, self.view, train_size, self.recipe)
         classes, channels = len(self.labels), self.view.channels
         self.train_data = Batches(train_split, side, channels, self.device, classes)
-        val_split = self.dataset[self.dataset.val]
-        self.val_data = Batches(val_split, side, channels, self.device, classes, stream=False)
+        self.val_data = Batches(
+            self.dataset[self.dataset.val], side, channels, self.device, classes, stream=False
+        )
         self.augment = augment_for(self.recipe, train_size)
         self.sample_weights = None
         if self.recipe.balanced:
             counts = torch.bincount(self.train_data.targets, minlength=classes).clamp(min=1)
             self.sample_weights = (1.0 / counts.float())[self.train_data.targets]
         self.sampler = distributed.Sampler(self.seed, self.world)
+
+    def read_as_validation(self, split: Split) -> Batches:
+        """Another split (a test split, a training sample) held and read as validation is."""
+        v = self.val_data
+        return Batches(split, v.side, v.channels, self.device, v.classes, stream=False)
 
     def _distribute(self, prior: Checkpoint | None) -> None:
         """Several processes: the network as DDP trains it (`self.net`; `self.model` stays the

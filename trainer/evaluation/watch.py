@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trainer.engine.batches import Batches
 from trainer.engine.callbacks import Callback
 from trainer.engine.loop import evaluate_split
 from trainer.files import atomic_write
@@ -38,14 +37,7 @@ class TestWatch(Callback):
                 "validation split"
             )
         self.view = replace(run.view, tta="flip")
-        self.data = Batches(
-            dataset[dataset.test],
-            run.val_data.side,
-            run.view.channels,
-            run.device,
-            len(run.labels),
-            stream=False,
-        )
+        self.data = run.read_as_validation(dataset[dataset.test])
 
     def on_epoch_end(self, run, row, ckpt) -> None:
         metrics = evaluate_split(

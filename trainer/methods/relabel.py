@@ -39,7 +39,6 @@ import torch
 
 from trainer.data import Dataset
 from trainer.engine import checkpoint, distributed
-from trainer.engine.batches import Batches
 from trainer.engine.callbacks import Callback
 from trainer.engine.checkpoint import Checkpoint
 from trainer.engine.loop import evaluate_split
@@ -230,14 +229,7 @@ class Snapshots(Callback):
     def on_fit_start(self, run) -> None:
         split = run.train_data.split
         pick = np.random.default_rng(0).choice(len(split), min(self.SAMPLE, len(split)), False)
-        self.sample = Batches(
-            split.subset(np.sort(pick)),
-            run.val_data.side,
-            run.view.channels,
-            run.device,
-            len(run.labels),
-            stream=False,
-        )
+        self.sample = run.read_as_validation(split.subset(np.sort(pick)))
 
     def on_epoch_end(self, run, row, ckpt) -> None:
         clean = evaluate_split(

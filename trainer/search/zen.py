@@ -189,20 +189,10 @@ def zen_score_details(
     )
 
 
-def zen_score(
-    structure: Structure | str,
-    resolution: int,
-    in_chans: int = 3,
-    batch_size: int = 16,
-    repeats: int = 1,
-    variant: str = "code",
-    alpha: float = 0.01,
-    seed: int = 0,
-) -> float:
-    """Zen-score of a structure string (mean over `repeats`); deterministic for a seed."""
-    return zen_score_details(
-        structure, resolution, in_chans, batch_size, repeats, variant, alpha, seed
-    ).score
+def zen_score(structure: Structure | str, resolution: int, *args: Any, **kwargs: Any) -> float:
+    """Zen-score of a structure string (mean over `repeats`); deterministic for a seed. The
+    arguments are `zen_score_details`'s."""
+    return zen_score_details(structure, resolution, *args, **kwargs).score
 
 
 # --------------------------------------------------------------------------- search
